@@ -1,0 +1,306 @@
+"""``dbt-dinmo``: a thin click face over the runner.
+
+Results go to stdout, logs and progress to stderr. Exit codes: 0 everything synced, 1 an
+activation failed or rows were rejected, 2 usage or configuration error (nothing sent).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from dbt_dinmo import __version__
+from dbt_dinmo.errors import ConfigError, DinmoError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dbt_options(func: F) -> F:
+    """The dbt flags every command shares (with dbt's own environment variables)."""
+    options = [
+        click.option(
+            "--project-dir",
+            envvar="DBT_PROJECT_DIR",
+            default=".",
+            show_default=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="The dbt project.",
+        ),
+        click.option(
+            "--profiles-dir",
+            envvar="DBT_PROFILES_DIR",
+            default=None,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where profiles.yml is.",
+        ),
+        click.option("--profile", envvar="DBT_PROFILE", default=None, help="Profile to use."),
+        click.option("-t", "--target", envvar="DBT_TARGET", default=None, help="Target to use."),
+        click.option("--vars", default=None, help="dbt vars as a YAML/JSON string."),
+        click.option(
+            "--target-path",
+            envvar="DBT_TARGET_PATH",
+            default=None,
+            help="dbt's target directory (default: target).",
+        ),
+        click.option(
+            "--dinmo-file",
+            default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Path of dinmo.yml (default: beside dbt_project.yml).",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warn", "error"]),
+            envvar="DBT_LOG_LEVEL",
+            default="info",
+            show_default=True,
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, envvar="DBT_QUIET", help="Print only errors and the final result."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def selection_options(func: F) -> F:
+    """-s/--select and --exclude, by activation name (wildcards and exposure:NAME allowed)."""
+    func = click.option("--exclude", multiple=True, help="Activations to leave out.")(func)
+    return click.option("-s", "--select", multiple=True, help="Activations to include.")(func)
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part for value in values for part in value.split() if part)
+
+
+def _project(kw: dict[str, Any]) -> Any:
+    from dbt_dinmo.project import Project, ProjectOptions
+
+    _setup_logging(kw.pop("log_level"), kw.pop("quiet"))
+    return Project(
+        ProjectOptions(
+            project_dir=kw.pop("project_dir"),
+            profiles_dir=kw.pop("profiles_dir"),
+            profile=kw.pop("profile"),
+            target=kw.pop("target"),
+            vars=kw.pop("vars"),
+            target_path=kw.pop("target_path"),
+            dinmo_file=kw.pop("dinmo_file"),
+        )
+    )
+
+
+def _setup_logging(level: str, quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    from dbt_dinmo.render import stderr_console
+
+    lvl = logging.ERROR if quiet else getattr(logging, level.upper().replace("WARN", "WARNING"))
+    handler = RichHandler(console=stderr_console(), show_path=False, show_time=False)
+    logging.basicConfig(level=lvl, handlers=[handler], format="%(message)s", force=True)
+    for noisy in ("httpx", "httpcore", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
+
+
+def handle_errors(func: F) -> F:
+    """Turn dbt-dinmo's errors into clear messages and exit codes."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dbt_dinmo.render import print_problems, stderr_console
+
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            print_problems(exc.problems)
+            sys.exit(2)
+        except DinmoError as exc:
+            stderr_console().print(f"[bold red]Error:[/] {exc}")
+            sys.exit(2)
+        except KeyboardInterrupt:
+            stderr_console().print(
+                "[bold red]Interrupted.[/] Acknowledged batches are saved; run again to finish."
+            )
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dbt-dinmo")
+def main() -> None:
+    """dbt-native reverse ETL to Braze: sync dbt models to Braze, sending only what changed."""
+
+
+def _run_options(select: tuple[str, ...], exclude: tuple[str, ...], **kw: Any) -> Any:
+    from dbt_dinmo.runner import RunOptions
+
+    return RunOptions(select=_split(select), exclude=_split(exclude), **kw)
+
+
+@main.command("ls")
+@dbt_options
+@selection_options
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def ls_command(select: tuple[str, ...], exclude: tuple[str, ...], output: str, **kw: Any) -> None:
+    """List the activations declared in the manifest."""
+    from dbt_dinmo.render import print_activations
+
+    project = _project(kw)
+    activations = project.select(_split(select), _split(exclude))
+    print_activations(project, activations, as_json=output == "json")
+
+
+@main.command()
+@dbt_options
+@selection_options
+@click.option(
+    "--no-destination-check",
+    is_flag=True,
+    help="Skip the harmless calls that check the API key's permissions.",
+)
+@handle_errors
+def validate(
+    select: tuple[str, ...], exclude: tuple[str, ...], no_destination_check: bool, **kw: Any
+) -> None:
+    """Check dinmo.yml, the activations, the model columns and the API key's permissions."""
+    from dbt_dinmo.render import print_permission_checks, stdout_console
+    from dbt_dinmo.validate import check_permissions
+
+    project = _project(kw)
+    activations = project.select(_split(select), _split(exclude))
+    with project.open_warehouse() as wh:
+        project.resolve_columns(wh, activations)
+    stdout_console().print(f"[green]OK[/] {len(activations)} activation(s): config and columns are valid.")
+    if no_destination_check:
+        return
+    checks = check_permissions(activations)
+    print_permission_checks(checks)
+    if any(not c.ok for c in checks):
+        sys.exit(1)
+
+
+@main.command()
+@dbt_options
+@selection_options
+@click.option("-f", "--full-refresh", is_flag=True, help="Ignore the state: plan to send every mapped value.")
+@click.option("--allow-deletes", is_flag=True, help="Plan as if the mirror guard were passed.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def plan(
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    full_refresh: bool,
+    allow_deletes: bool,
+    output: str,
+    **kw: Any,
+) -> None:
+    """Dry run: what would be sent, what it costs, sample payloads. Sends nothing."""
+    from dbt_dinmo.render import RichReporter, print_plan
+    from dbt_dinmo.runner import Runner
+
+    project = _project(kw)
+    runner = Runner(project, RichReporter(quiet=True))
+    result = runner.plan(
+        _run_options(select, exclude, full_refresh=full_refresh, allow_deletes=allow_deletes)
+    )
+    print_plan(result, as_json=output == "json")
+
+
+@main.command()
+@dbt_options
+@selection_options
+@click.option("-f", "--full-refresh", is_flag=True, help="Ignore the state: re-send every mapped value.")
+@click.option("--allow-deletes", is_flag=True, help="Pass the mirror guard (max_deletes) for this run.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def run(
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    full_refresh: bool,
+    allow_deletes: bool,
+    output: str,
+    **kw: Any,
+) -> None:
+    """Sync the selected activations to Braze, sending only what changed."""
+    from dbt_dinmo.render import RichReporter, print_run
+    from dbt_dinmo.runner import Runner
+
+    project = _project(kw)
+    runner = Runner(project, RichReporter(quiet=output == "json" or kw.get("quiet", False)))
+    result = runner.run(_run_options(select, exclude, full_refresh=full_refresh, allow_deletes=allow_deletes))
+    print_run(result, as_json=output == "json")
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@dbt_options
+@click.option("-s", "--select", "activation", default=None, help="One activation's history.")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--run", "run_id", default=None, help="Show one run's rejected rows.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def history(activation: str | None, limit: int, run_id: str | None, output: str, **kw: Any) -> None:
+    """Past runs per activation, and a run's rejected rows."""
+    from dbt_dinmo.render import print_history, print_rejected
+    from dbt_dinmo.state import StateStore
+
+    project = _project(kw)
+    with StateStore(project.state_dir, read_only=True) as store:
+        if run_id:
+            print_rejected(store.rejected(run_id, activation), as_json=output == "json")
+        else:
+            print_history(store.history(activation, limit), as_json=output == "json")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4010, show_default=True, type=int)
+@click.option(
+    "--data-file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the workspace in this JSON file between restarts.",
+)
+@click.option(
+    "--api-key-env",
+    default="BRAZE_API_KEY",
+    show_default=True,
+    help="Environment variable holding a key with every permission.",
+)
+@click.option(
+    "--batch-mode",
+    type=click.Choice(["legacy", "combined75", "mau50"]),
+    default="legacy",
+    show_default=True,
+    help="Braze's per-request object rule to enforce.",
+)
+@click.option("--no-rate-limits", is_flag=True, help="Turn Braze's rate limits off (benchmarks).")
+def emulator(
+    host: str, port: int, data_file: Path | None, api_key_env: str, batch_mode: str, no_rate_limits: bool
+) -> None:
+    """Run the local Braze emulator (keys also from DINMO_EMULATOR_API_KEYS='k1;k2=users.track')."""
+    from dbt_dinmo.emulator import EmulatorSettings, parse_api_keys, serve_forever
+
+    keys = parse_api_keys(os.environ.get("DINMO_EMULATOR_API_KEYS", ""))
+    if os.environ.get(api_key_env):
+        keys[os.environ[api_key_env]] = None
+    if not keys:
+        raise click.UsageError(f"no API key: export {api_key_env}=... or DINMO_EMULATOR_API_KEYS=...")
+    kwargs: dict[str, Any] = {"api_keys": keys, "batch_mode": batch_mode, "data_file": data_file}
+    if no_rate_limits:
+        kwargs["rate_limits"] = None
+    serve_forever(EmulatorSettings(**kwargs), host=host, port=port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

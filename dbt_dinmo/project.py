@@ -1,0 +1,180 @@
+"""A dbt project seen by dbt-dinmo: its manifest, ``dinmo.yml``, activations and warehouse.
+
+Everything that can be checked before a request is sent is checked here, and every problem is
+reported at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dbt_dinmo.activation import Activation, parse_activation
+from dbt_dinmo.config import DinmoConfig, load_config
+from dbt_dinmo.errors import ConfigError, Problem
+from dbt_dinmo.manifest import Manifest, load_manifest, manifest_path
+
+if TYPE_CHECKING:
+    from dbt_dinmo.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class ProjectOptions:
+    """Where the project is and how to reach its warehouse (dbt's own flags)."""
+
+    project_dir: Path = Path(".")
+    profiles_dir: Path | None = None
+    profile: str | None = None
+    target: str | None = None
+    vars: str | None = None
+    target_path: str | None = None
+    dinmo_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedColumns:
+    """The real (warehouse) names of an activation's identifier and mapped columns."""
+
+    identifier: str
+    mapped: list[str]
+    declared_types: dict[str, str] = field(default_factory=dict)
+
+
+class Project:
+    """Lazily loads config and manifest; selects and validates activations."""
+
+    def __init__(self, options: ProjectOptions) -> None:
+        self.options = options
+        self.dir = options.project_dir.resolve()
+
+    @cached_property
+    def config(self) -> DinmoConfig:
+        """The parsed ``dinmo.yml``."""
+        return load_config(self.dir, self.options.dinmo_file)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        """The parsed ``target/manifest.json``."""
+        target = self.options.target_path or os.environ.get("DBT_TARGET_PATH")
+        return load_manifest(manifest_path(self.dir, target))
+
+    @property
+    def target_dir(self) -> Path:
+        """dbt's target directory (dbt-dinmo writes only under ``target/dinmo/``)."""
+        target = Path(self.options.target_path or os.environ.get("DBT_TARGET_PATH") or "target")
+        return target if target.is_absolute() else self.dir / target
+
+    @property
+    def state_dir(self) -> Path:
+        """The state directory from ``dinmo.yml``."""
+        return self.config.state_path
+
+    def select(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Activation]:
+        """Parse the selected activations; ConfigError listing every problem if any."""
+        exposures = self.manifest.activations()
+        names = [e.name for e in exposures]
+        chosen = [e for e in exposures if _selected(e.name, select, exclude)]
+        problems: list[Problem] = []
+        for pattern in select:
+            if not any(_matches(n, pattern) for n in names):
+                problems.append(
+                    Problem(
+                        "--select",
+                        pattern,
+                        "matches no activation.",
+                        f"known activations: {', '.join(names) or 'none (no exposure has meta.dinmo)'}.",
+                    )
+                )
+        activations: list[Activation] = []
+        for exposure in chosen:
+            activation, found = parse_activation(exposure, self.manifest, self.config)
+            problems.extend(found)
+            if activation is not None:
+                activations.append(activation)
+        if problems:
+            raise ConfigError(problems)
+        return activations
+
+    def open_warehouse(self) -> Warehouse:
+        """Open the user's dbt profile/target adapter."""
+        from dbt_dinmo.warehouse import open_warehouse
+
+        o = self.options
+        return open_warehouse(
+            self.dir, profiles_dir=o.profiles_dir, profile=o.profile, target=o.target, vars=o.vars
+        )
+
+    def resolve_columns(
+        self, warehouse: Warehouse, activations: Sequence[Activation]
+    ) -> dict[str, ResolvedColumns]:
+        """Check every activation against the model's real columns; ConfigError if any problem."""
+        problems: list[Problem] = []
+        resolved: dict[str, ResolvedColumns] = {}
+        manifest_adapter = self.manifest.adapter_type
+        if manifest_adapter and manifest_adapter != warehouse.adapter_type:
+            problems.append(
+                Problem(
+                    "manifest",
+                    "metadata.adapter_type",
+                    f"the manifest was built for {manifest_adapter}, but the profile's target uses "
+                    f"{warehouse.adapter_type}.",
+                    "re-run `dbt build` with the same --target as dbt-dinmo.",
+                )
+            )
+        for activation in activations:
+            model = activation.model
+            where = f"exposure {activation.name}"
+            columns = warehouse.columns(model.database, model.schema, model.alias)
+            if columns is None:
+                problems.append(
+                    Problem(
+                        where,
+                        "depends_on",
+                        f"model {model.name} ({model.relation_name}) has not been built in target "
+                        f"{warehouse.target_name!r}.",
+                        f"run `dbt build -s +exposure:{activation.name}`.",
+                    )
+                )
+                continue
+            by_lower = {c.name.lower(): c for c in columns}
+            available = ", ".join(c.name for c in columns)
+
+            def real(column: str, key: str) -> str | None:
+                found = by_lower.get(column.lower())
+                if found is None:
+                    problems.append(
+                        Problem(
+                            where,  # noqa: B023
+                            key,
+                            f"column {column!r} is not in model {model.name}.",  # noqa: B023
+                            f"use one of: {available}.",  # noqa: B023
+                        )
+                    )
+                    return None
+                return found.name
+
+            ident = real(activation.identifier.column, "config.meta.dinmo.identifier.column")
+            mapped = [real(col, f"config.meta.dinmo.mapping.{col}") for col, _ in activation.mapping]
+            if ident is None or any(m is None for m in mapped):
+                continue
+            declared = {c.name.lower(): c.data_type for c in columns}
+            resolved[activation.name] = ResolvedColumns(ident, [m for m in mapped if m is not None], declared)
+        if problems:
+            raise ConfigError(problems)
+        return resolved
+
+
+def _matches(name: str, pattern: str) -> bool:
+    pattern = pattern.removeprefix("exposure:")
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def _selected(name: str, select: Sequence[str], exclude: Sequence[str]) -> bool:
+    if select and not any(_matches(name, p) for p in select):
+        return False
+    return not any(_matches(name, p) for p in exclude)

@@ -1,0 +1,230 @@
+"""Human and JSON output for the CLI (rich on a terminal, plain text when piped)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from dbt_dinmo.errors import Problem
+
+if TYPE_CHECKING:
+    from dbt_dinmo.activation import Activation
+    from dbt_dinmo.project import Project
+    from dbt_dinmo.results import ActivationResult, RunResult
+    from dbt_dinmo.validate import PermissionCheck
+
+STATUS_STYLE = {"success": "green", "partial success": "yellow", "error": "red", "skipped": "dim"}
+
+
+@functools.cache
+def stdout_console() -> Console:
+    """Where results go."""
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+@functools.cache
+def stderr_console() -> Console:
+    """Where logs, progress and errors go."""
+    return Console(file=sys.stderr, soft_wrap=True)
+
+
+def _json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_problems(problems: Sequence[Problem]) -> None:
+    """Every configuration problem, with where, what and how to fix it."""
+    console = stderr_console()
+    console.print(f"[bold red]{len(problems)} problem(s) found; nothing was sent.[/]")
+    for p in problems:
+        console.print(f"  [bold]{p.where}[/] › [cyan]{p.key}[/]: {p.message}", highlight=False)
+        if p.fix:
+            console.print(f"      fix: {p.fix}", highlight=False)
+
+
+class RichReporter:
+    """Progress lines on stderr while the runner works."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.console = stderr_console()
+
+    def activation_started(self, activation: Activation, phase: str) -> None:
+        """Say what starts."""
+        if not self.quiet:
+            self.console.print(f"[dim]{activation.name}: {phase}…[/]", highlight=False)
+
+    def progress(self, activation: Activation, done: int, total: int) -> None:
+        """Progress is summarized at the end; nothing per batch on a plain stream."""
+
+    def activation_finished(self, result: ActivationResult) -> None:
+        """Say how an activation ended."""
+        if self.quiet:
+            return
+        style = STATUS_STYLE.get(result.status, "white")
+        self.console.print(
+            f"[{style}]{result.status.upper()}[/] {result.activation} "
+            f"({result.execution_time:.1f}s){': ' + result.message if result.message else ''}",
+            highlight=False,
+        )
+
+
+def _counts_table(title: str, results: Sequence[ActivationResult], plan: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("activation")
+    table.add_column("status")
+    for col in ("rows", "insert", "update", "delete", "unchanged", "rejected"):
+        table.add_column(col, justify="right")
+    if not plan:
+        table.add_column("retried", justify="right")
+    table.add_column("attr. writes", justify="right")
+    table.add_column("requests", justify="right")
+    for r in results:
+        delete = f"{r.deleted}" + (f" (+{r.deletes_blocked} blocked)" if r.deletes_blocked else "")
+        row = [
+            r.activation,
+            f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]",
+            str(r.source_rows),
+            str(r.inserted),
+            str(r.updated),
+            delete,
+            str(r.unchanged),
+            str(r.rejected),
+        ]
+        if not plan:
+            row.append(str(r.retried))
+        row += [str(r.attribute_writes), str(r.requests)]
+        table.add_row(*row)
+    return table
+
+
+def print_run(result: RunResult, as_json: bool = False) -> None:
+    """The run's summary table, then rejected rows and messages."""
+    if as_json:
+        _json(result.summary())
+        return
+    console = stdout_console()
+    elapsed = ((result.finished_at or result.started_at) - result.started_at).total_seconds()
+    console.print(_counts_table(f"dbt-dinmo run {result.run_id[:8]} · {elapsed:.1f}s", result.results, False))
+    for r in result.results:
+        if r.message and r.status != "success":
+            console.print(f"[bold]{r.activation}[/]: {r.message}", highlight=False)
+        for rej in r.rejections[:10]:
+            console.print(
+                f"  rejected {rej['identifier']!s}: {rej['reason']} [{rej['origin']}]", highlight=False
+            )
+        if len(r.rejections) > 10:
+            console.print(f"  … see `dbt-dinmo history --run {result.run_id}`")
+    status = result.status
+    console.print(f"[{STATUS_STYLE.get(status, 'white')}]Done: {status}.[/]")
+
+
+def print_plan(result: RunResult, as_json: bool = False) -> None:
+    """The plan: counts by operation, cost, blocked deletions and sample payloads."""
+    if as_json:
+        _json(result.summary())
+        return
+    console = stdout_console()
+    console.print(_counts_table("dbt-dinmo plan (nothing sent)", result.results, True))
+    for r in result.results:
+        if r.message:
+            console.print(f"[bold]{r.activation}[/]: {r.message}", highlight=False)
+        if r.planned_deletes:
+            verb = "blocked" if r.deletes_blocked else "would delete"
+            console.print(f"[bold]{r.activation}[/] {verb}: {', '.join(r.planned_deletes)}", highlight=False)
+        for rej in r.rejections[:10] if r.rejections else []:
+            console.print(f"  would reject {rej['identifier']!s}: {rej['reason']}", highlight=False)
+        for sample in r.samples:
+            console.print(
+                f"[dim]{r.activation} sample:[/] {json.dumps(sample, default=str)}", highlight=False
+            )
+
+
+def print_activations(project: Project, activations: Sequence[Activation], as_json: bool) -> None:
+    """``ls``: one line per activation."""
+    rows = [
+        {
+            "name": a.name,
+            "service": a.service,
+            "sync_mode": a.sync_mode,
+            "model": a.model.name,
+            "destination": a.destination.name,
+            "identifier": f"{a.identifier.column} ({a.identifier.type})",
+            "attributes": len(a.mapping),
+            "schedule": a.schedule or "",
+        }
+        for a in activations
+    ]
+    if as_json:
+        _json(rows)
+        return
+    table = Table(title=f"{len(rows)} activation(s)", title_justify="left")
+    for key in (
+        "name",
+        "service",
+        "sync_mode",
+        "model",
+        "destination",
+        "identifier",
+        "attributes",
+        "schedule",
+    ):
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    stdout_console().print(table)
+
+
+def print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """``history``: newest runs first."""
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        stdout_console().print("No runs yet: run `dbt-dinmo run`.")
+        return
+    table = Table(title="history", title_justify="left")
+    cols = (
+        "run_id",
+        "activation",
+        "status",
+        "started_at",
+        "inserted",
+        "updated",
+        "deleted",
+        "rejected",
+        "attribute_writes",
+        "requests",
+    )
+    for c in cols:
+        table.add_column(c)
+    for row in rows:
+        values = {**row, "run_id": str(row["run_id"])[:8], "started_at": str(row["started_at"])[:19]}
+        table.add_row(*(str(values[c]) for c in cols))
+    stdout_console().print(table)
+
+
+def print_rejected(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """A run's rejected rows."""
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        stdout_console().print("No rejected rows in that run.")
+    for row in rows:
+        stdout_console().print(
+            f"{row['activation']} {row['identifier']}: {row['reason']} [{row['origin']}]", highlight=False
+        )
+
+
+def print_permission_checks(checks: Sequence[PermissionCheck]) -> None:
+    """``validate``: whether each destination's key can do what its activations need."""
+    for c in checks:
+        mark = "[green]OK[/]" if c.ok else "[red]MISSING[/]"
+        stdout_console().print(f"{mark} {c.destination}: {c.permission} ({c.detail})", highlight=False)

@@ -1,0 +1,375 @@
+"""The local state store: one DuckDB file under the state path.
+
+Per activation it keeps, for every identifier, a 64-bit hash of the last value of each mapped
+attribute that Braze acknowledged (NULL: never acknowledged). Acknowledgements are appended to a
+journal table, one small transaction per acknowledged batch, and folded into the state table in
+one set-based transaction at the end of a run (or at the start of the next one after a crash),
+so a kill at any moment loses nothing Braze acknowledged. Runs and their rejected rows are kept
+here too, for ``history`` and the TUI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from dbt_dinmo.errors import DinmoError, StateLockedError
+
+STATE_FILE = "state.duckdb"
+LOCK_FILE = "run.lock"
+SCHEMA_VERSION = "1"
+# Values whose DuckDB hashes are recorded when the store is created; a DuckDB upgrade that changed
+# hash() would make every stored hash meaningless, and this canary notices it.
+_CANARY_SQL = "SELECT xor(xor(hash(42::BIGINT), hash('dinmo')), xor(hash(1.5::DOUBLE), hash(NULL)))"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS activations (
+    name VARCHAR PRIMARY KEY, identity VARCHAR, state_table VARCHAR,
+    attributes VARCHAR[], created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, command VARCHAR, started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ, status VARCHAR, args JSON);
+CREATE TABLE IF NOT EXISTS run_activations (
+    run_id VARCHAR, activation VARCHAR, service VARCHAR, sync_mode VARCHAR, destination VARCHAR,
+    status VARCHAR, message VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+    source_rows BIGINT, inserted BIGINT, updated BIGINT, deleted BIGINT, unchanged BIGINT,
+    rejected BIGINT, retried BIGINT, failed BIGINT, deletes_blocked BIGINT,
+    attribute_writes BIGINT, requests BIGINT);
+CREATE TABLE IF NOT EXISTS rejected_rows (
+    run_id VARCHAR, activation VARCHAR, identifier VARCHAR, reason VARCHAR, origin VARCHAR,
+    detail VARCHAR);
+"""
+
+
+def attribute_column(attribute: str) -> str:
+    """State column for a Braze attribute: stable, case-safe, any attribute name allowed."""
+    return "a_" + hashlib.sha1(attribute.encode()).hexdigest()[:16]
+
+
+def _table_name(activation: str) -> str:
+    digest = hashlib.sha1(activation.encode()).hexdigest()[:8]
+    safe = "".join(c if c.isalnum() else "_" for c in activation.lower())[:40]
+    return f"st_{safe}_{digest}"
+
+
+@dataclass(frozen=True)
+class ActivationState:
+    """Where one activation's state lives and which attributes it tracks."""
+
+    name: str
+    table: str
+    journal: str
+    attributes: tuple[str, ...]
+    reset_reason: str | None  # why the state was started afresh this run, if it was
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on the state directory (released by the OS on kill)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise StateLockedError naming the holder."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateLockedError(
+                f"another dbt-dinmo run (pid {holder}) is using the state in {self.path.parent}; "
+                "wait for it to finish, then run again."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class StateStore:
+    """The DuckDB state file: attribute hashes, acknowledgement journals and run history."""
+
+    def __init__(self, state_dir: Path, *, read_only: bool = False, memory_limit: str = "512MB"):
+        self.dir = state_dir
+        self.path = state_dir / STATE_FILE
+        self.read_only = read_only
+        self._writer_con: duckdb.DuckDBPyConnection | None = None
+        if read_only and not self.path.exists():
+            self.con = duckdb.connect(":memory:")
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.con = duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    raise StateLockedError(
+                        f"the state file {self.path} is in use by another dbt-dinmo process; "
+                        "wait for it to finish."
+                    ) from None
+                raise DinmoError(f"cannot open the state file {self.path}: {exc}") from None
+        tmp = state_dir / "tmp"
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            self.con.execute(f"SET temp_directory = '{tmp}'")
+            self.con.execute("SET preserve_insertion_order = false")
+        if not read_only or not self.path.exists():
+            self.con.execute(_SCHEMA)
+            self._check_canary()
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        if self._writer_con is not None:
+            self._writer_con.close()
+        self.con.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- hash canary -----------------------------------------------------------------------
+    def _check_canary(self) -> None:
+        current = str(self.con.execute(_CANARY_SQL).fetchall()[0][0])
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'hash_canary'").fetchall()
+        row = rows[0] if rows else None
+        if row is None:
+            if not self.read_only:
+                self.con.execute(
+                    "INSERT INTO meta VALUES ('hash_canary', ?), ('schema_version', ?)",
+                    [current, SCHEMA_VERSION],
+                )
+            self.hash_changed = False
+        else:
+            self.hash_changed = row[0] != current
+
+    # -- activation state ------------------------------------------------------------------
+    def activation_state(
+        self, name: str, identity: str, attributes: Sequence[str], *, prepare: bool = True
+    ) -> ActivationState:
+        """Return (creating or migrating when ``prepare``) the state of one activation.
+
+        A changed identity (destination, REST URL or identifier) starts a fresh state; attributes
+        added to the mapping get a new, empty column (back-fill); removed ones are dropped so a
+        later re-add back-fills again.
+        """
+        table = _table_name(name)
+        journal = table + "_journal"
+        rows = self.con.execute(
+            "SELECT identity, attributes FROM activations WHERE name = ?", [name]
+        ).fetchall()
+        row = rows[0] if rows else None
+        reset_reason = None
+        if row is not None and row[0] != identity:
+            reset_reason = "the destination or identifier changed"
+        if self.hash_changed and row is not None:
+            reset_reason = "DuckDB's hash function changed since the state was written"
+        state = ActivationState(name, table, journal, tuple(attributes), reset_reason)
+        if self.read_only:
+            return state
+        if reset_reason is None:
+            self.fold(state)  # acknowledgements journaled by an interrupted run
+        if not prepare:
+            return state
+        now = dt.datetime.now(dt.timezone.utc)
+        with self.transaction():
+            if reset_reason is not None:
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+                self.con.execute(f"DROP TABLE IF EXISTS {journal}")
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} (__id VARCHAR, __synced_at TIMESTAMPTZ)")
+            self.con.execute(
+                f"CREATE TABLE IF NOT EXISTS {journal} "
+                "(__id VARCHAR, __op VARCHAR, __seq BIGINT, __at TIMESTAMPTZ)"
+            )
+            existing = self._columns(table)
+            wanted = {attribute_column(a) for a in attributes}
+            for col in wanted - existing:
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {col} UBIGINT")
+            for col in existing - wanted - {"__id", "__synced_at"}:
+                self.con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+            jexisting = self._columns(journal)
+            for col in wanted - jexisting:
+                self.con.execute(f"ALTER TABLE {journal} ADD COLUMN {col} UBIGINT")
+            self.con.execute(
+                "INSERT INTO activations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET identity = excluded.identity, state_table = excluded.state_table, "
+                "attributes = excluded.attributes, updated_at = excluded.updated_at",
+                [name, identity, table, list(attributes), now, now],
+            )
+        return state
+
+    def table_columns(self, table: str) -> set[str]:
+        """Column names of a state table (empty when it does not exist)."""
+        return self._columns(table)
+
+    def _columns(self, table: str) -> set[str]:
+        rows = self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def has_table(self, table: str) -> bool:
+        """True when the table exists in the state file."""
+        return bool(self._columns(table))
+
+    def synced_count(self, state: ActivationState) -> int:
+        """How many identifiers this activation has in its acknowledged state."""
+        if not self.has_table(state.table):
+            return 0
+        return int(self.con.execute(f"SELECT count(*) FROM {state.table}").fetchall()[0][0])
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A DuckDB transaction, rolled back on error."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- acknowledgements ------------------------------------------------------------------
+    def journal_acks(self, state: ActivationState, acks: pa.Table) -> None:
+        """Durably record acknowledged records (one transaction): ``__id``, ``__op`` and hashes."""
+        # A separate cursor: the main connection may be streaming the diff's changes.
+        writer = self._writer()
+        writer.register("__acks", acks)
+        try:
+            cols = ", ".join(acks.column_names)
+            writer.execute(f"INSERT INTO {state.journal} ({cols}) SELECT {cols} FROM __acks")
+        finally:
+            writer.unregister("__acks")
+
+    def _writer(self) -> duckdb.DuckDBPyConnection:
+        if self._writer_con is None:
+            self._writer_con = self.con.cursor()
+        return self._writer_con
+
+    def fold(self, state: ActivationState) -> int:
+        """Fold the journal into the state table in one transaction; return records folded."""
+        if not self.has_table(state.journal):
+            return 0
+        pending = int(self.con.execute(f"SELECT count(*) FROM {state.journal}").fetchall()[0][0])
+        if not pending:
+            return 0
+        cols = sorted(self._columns(state.journal) - {"__id", "__op", "__seq", "__at"})
+        st_cols = self._columns(state.table)
+        cols = [c for c in cols if c in st_cols]
+        agg = ", ".join(f"arg_max({c}, __seq) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in cols)
+        agg = (", " + agg) if agg else ""
+        sets = ", ".join([f"{c} = coalesce(j.{c}, t.{c})" for c in cols] + ["__synced_at = j.__at"])
+        ins_cols = ", ".join(["__id", "__synced_at", *cols])
+        ins_vals = ", ".join(["j.__id", "j.__at", *(f"j.{c}" for c in cols)])
+        t, jn = state.table, state.journal
+        with self.transaction():
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE __j AS SELECT __id, arg_max(__op, __seq) AS __op, "
+                f"max(__at) AS __at{agg} FROM {jn} GROUP BY __id"
+            )
+            self.con.execute(f"DELETE FROM {t} WHERE __id IN (SELECT __id FROM __j WHERE __op = 'delete')")
+            self.con.execute(
+                f"UPDATE {t} AS t SET {sets} FROM __j AS j WHERE t.__id = j.__id AND j.__op = 'upsert'"
+            )
+            self.con.execute(
+                f"INSERT INTO {t} ({ins_cols}) SELECT {ins_vals} FROM __j AS j "
+                f"WHERE j.__op = 'upsert' AND NOT EXISTS (SELECT 1 FROM {t} AS x WHERE x.__id = j.__id)"
+            )
+            self.con.execute(f"DELETE FROM {jn}")
+            self.con.execute("DROP TABLE __j")
+        return pending
+
+    # -- history ---------------------------------------------------------------------------
+    def start_run(self, run_id: str, command: str, args: str) -> None:
+        """Record that a run started."""
+        self.con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?)",
+            [run_id, command, dt.datetime.now(dt.timezone.utc), args],
+        )
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        """Record that a run ended."""
+        self.con.execute(
+            "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+            [dt.datetime.now(dt.timezone.utc), status, run_id],
+        )
+
+    def record_activation(self, run_id: str, values: dict[str, Any]) -> None:
+        """Insert (or replace) one activation's figures for a run."""
+        self.con.execute(
+            "DELETE FROM run_activations WHERE run_id = ? AND activation = ?",
+            [run_id, values["activation"]],
+        )
+        cols = ", ".join(["run_id", *values])
+        marks = ", ".join("?" * (len(values) + 1))
+        self.con.execute(f"INSERT INTO run_activations ({cols}) VALUES ({marks})", [run_id, *values.values()])
+
+    def record_rejections(self, run_id: str, activation: str, rows: pa.Table) -> None:
+        """Store rejected rows (identifier, reason, origin, detail) of one activation."""
+        if rows.num_rows == 0:
+            return
+        self.con.register("__rej", rows)
+        try:
+            self.con.execute(
+                "INSERT INTO rejected_rows SELECT ?, ?, identifier, reason, origin, detail FROM __rej",
+                [run_id, activation],
+            )
+        finally:
+            self.con.unregister("__rej")
+
+    def previous_rejections(self, activation: str) -> set[str]:
+        """Identifiers rejected by this activation's latest finished run."""
+        row = self.con.execute(
+            "SELECT run_id FROM run_activations WHERE activation = ? AND status != 'skipped' "
+            "ORDER BY started_at DESC LIMIT 1",
+            [activation],
+        ).fetchall()
+        if not row:
+            return set()
+        rows = self.con.execute(
+            "SELECT identifier FROM rejected_rows WHERE run_id = ? AND activation = ? "
+            "AND identifier IS NOT NULL",
+            [row[0][0], activation],
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def history(self, activation: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Latest activation runs, newest first."""
+        where = "WHERE ra.activation = ?" if activation else ""
+        params: list[Any] = [activation] if activation else []
+        cur = self.con.execute(
+            f"SELECT ra.* FROM run_activations ra {where} ORDER BY ra.started_at DESC LIMIT {int(limit)}",
+            params,
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def rejected(self, run_id: str, activation: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Rejected rows of a run."""
+        where = "AND activation = ?" if activation else ""
+        params: list[Any] = [run_id, activation] if activation else [run_id]
+        cur = self.con.execute(
+            f"SELECT * FROM rejected_rows WHERE run_id = ? {where} LIMIT {int(limit)}", params
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

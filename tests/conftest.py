@@ -1,0 +1,112 @@
+"""Shared fixtures: a built copy of the sample project, the emulator, and a CLI driver."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_project"
+BIN = Path(sys.executable).parent
+IGNORE = shutil.ignore_patterns("target", "logs", ".dinmo", "*.duckdb", "*.duckdb.wal", "dbt_packages", ".user.yml")
+
+
+def dbt(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run dbt in a project (cwd = project, like a user)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+    return subprocess.run(
+        [str(BIN / "dbt"), *args, "--profiles-dir", "."],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+@pytest.fixture(scope="session")
+def built_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample project, copied and built once per session."""
+    dst = tmp_path_factory.mktemp("built") / "sample_project"
+    shutil.copytree(SAMPLE, dst, ignore=IGNORE)
+    result = dbt(dst, "build", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dst
+
+
+@pytest.fixture
+def project(built_sample: Path, tmp_path: Path) -> Path:
+    """A private copy of the built sample project (its own DuckDB file and state)."""
+    dst = tmp_path / "sample_project"
+    shutil.copytree(built_sample, dst, ignore=shutil.ignore_patterns(".dinmo", "logs"))
+    return dst
+
+
+@pytest.fixture
+def api_key() -> str:
+    """A fresh secret per test, so the secrets test can grep for it."""
+    return "test-key-" + secrets.token_hex(16)
+
+
+@pytest.fixture
+def emulator(api_key: str) -> Iterator[object]:
+    """A real Braze emulator on a loopback port."""
+    from dbt_dinmo.emulator import EmulatorServer, EmulatorSettings
+
+    with EmulatorServer(EmulatorSettings(api_keys={api_key: None}), host="127.0.0.1", port=0) as emu:
+        yield emu
+
+
+@dataclass
+class Cli:
+    """Runs the real ``dbt-dinmo`` console script against a project and an emulator."""
+
+    project: Path
+    url: str
+    api_key: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "BRAZE_"))}
+        env.update(BRAZE_REST_URL=self.url, BRAZE_API_KEY=self.api_key, NO_COLOR="1", COLUMNS="200")
+        env.update(extra)
+        return env
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "dbt-dinmo"), *args, "--profiles-dir", "."],
+            cwd=self.project,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(BIN / "dbt-dinmo"), *args, "--profiles-dir", "."],
+            cwd=self.project,
+            env=env or self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def cli(project: Path, emulator: object, api_key: str) -> Cli:
+    """The CLI bound to this test's project copy and emulator."""
+    return Cli(project, emulator.url, api_key)  # type: ignore[attr-defined]
+
+
+def workspace(url: str) -> dict:
+    """The emulator's inspectable workspace."""
+    return httpx.get(f"{url}/_emulator/workspace", timeout=10).json()
