@@ -78,7 +78,17 @@ def _json_text(value: Any) -> Any:
         parsed = orjson.loads(value)
     except orjson.JSONDecodeError:
         raise ValueRejected("is not valid JSON") from None
-    return _check_nested(parsed)
+    return _check_nested(_strip(parsed))
+
+
+def _strip(value: Any) -> Any:
+    """Drop null keys inside nested objects: Braze refuses nulls there, and since a nested object
+    replaces the stored one, an absent key and a null key mean the same."""
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
 
 
 def _check_nested(value: Any, depth: int = 0) -> Any:
@@ -137,10 +147,12 @@ def _converter(arrow_type: pa.DataType, declared: str | None, nested: bool) -> C
     if pat.is_map(arrow_type):
         key_conv = _converter(arrow_type.key_type, None, nested=True)
         val_conv = _converter(arrow_type.item_type, None, nested=True)
-        return lambda v: None if v is None else _check_nested({str(key_conv(k)): val_conv(x) for k, x in v})
+        return lambda v: (
+            None if v is None else _check_nested(_strip({str(key_conv(k)): val_conv(x) for k, x in v}))
+        )
     if pat.is_struct(arrow_type):
         fields = [(f.name, _converter(f.type, None, nested=True)) for f in arrow_type]
-        return lambda v: None if v is None else _check_nested({n: c(v.get(n)) for n, c in fields})
+        return lambda v: None if v is None else _check_nested(_strip({n: c(v.get(n)) for n, c in fields}))
     if pat.is_null(arrow_type):
         return lambda v: None
     if pat.is_binary(arrow_type) or pat.is_large_binary(arrow_type):

@@ -145,7 +145,7 @@ class Project:
             available = ", ".join(c.name for c in columns)
 
             def real(column: str, key: str) -> str | None:
-                found = by_lower.get(column.lower())
+                found = by_lower.get(column.lower())  # noqa: B023
                 if found is None:
                     problems.append(
                         Problem(

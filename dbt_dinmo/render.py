@@ -25,13 +25,13 @@ STATUS_STYLE = {"success": "green", "partial success": "yellow", "error": "red",
 @functools.cache
 def stdout_console() -> Console:
     """Where results go."""
-    return Console(file=sys.stdout, soft_wrap=True)
+    return Console(file=sys.stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 @functools.cache
 def stderr_console() -> Console:
     """Where logs, progress and errors go."""
-    return Console(file=sys.stderr, soft_wrap=True)
+    return Console(file=sys.stderr, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _json(data: Any) -> None:

@@ -33,7 +33,7 @@ from dbt_dinmo.errors import BrazeError, DinmoError, WarehouseError
 from dbt_dinmo.project import Project, ResolvedColumns
 from dbt_dinmo.reporting import NullReporter, Reporter
 from dbt_dinmo.results import ERROR, PARTIAL, SUCCESS, ActivationResult, RunResult
-from dbt_dinmo.state import RunLock, StateStore
+from dbt_dinmo.state import ActivationState, RunLock, StateStore
 
 if TYPE_CHECKING:
     from dbt_dinmo.warehouse import Warehouse
@@ -181,7 +181,7 @@ class _ActivationSync:
         self.res = result
         self.reporter = reporter
         self.rejections: list[Rejection] = []
-        self.state = None
+        self.state: ActivationState | None = None
         self._seq = 0
         self._sent = 0
         self._total = 0
@@ -270,7 +270,7 @@ class _ActivationSync:
 
     def _on_result(self, result: BatchResult) -> None:
         res = self.res
-        refs: list[RowRef] = [o.ref for o in result.accepted]  # type: ignore[misc]
+        refs = [o.ref for o in result.accepted if isinstance(o.ref, RowRef)]
         if refs and self.state is not None:
             self._seq += 1
             self.store.journal_acks(self.state, journal_rows(self.a, refs, self._seq))
@@ -283,8 +283,8 @@ class _ActivationSync:
             if ref.identifier in self._previous_rejections:
                 res.retried += 1
         for obj, message in result.rejected:
-            ref = obj.ref
-            self.rejections.append(Rejection(getattr(ref, "identifier", None), message, "braze"))
+            identifier = obj.ref.identifier if isinstance(obj.ref, RowRef) else None
+            self.rejections.append(Rejection(identifier, message, "braze"))
             res.rejected += 1
         res.failed += len(getattr(result, "failed", ()) or ())
         self._sent += len(result.accepted) + len(result.rejected)

@@ -73,8 +73,12 @@ def main() -> int:
 
 
 def _track_requests(workspace: dict) -> int:
-    per_endpoint = workspace.get("counters", {}).get("requests", {})
-    return int(per_endpoint.get("/users/track", 0))
+    per_status = workspace.get("counters", {}).get("requests", {}).get("/users/track", {})
+    return sum(int(n) for n in per_status.values())
+
+
+def _data_points(workspace: dict) -> int:
+    return int(workspace.get("counters", {}).get("data_points", {}).get("total", 0))
 
 
 def show_workspace(before: dict, after: dict) -> None:
@@ -82,12 +86,12 @@ def show_workspace(before: dict, after: dict) -> None:
     users = list(users.values()) if isinstance(users, dict) else list(users)
     counters = after.get("counters", {})
     sent = _track_requests(after) - _track_requests(before)
-    points = int(counters.get("data_points", 0)) - int(before.get("counters", {}).get("data_points", 0))
+    points = _data_points(after) - _data_points(before)
     print("== what the emulator now holds ==")
-    print(f"users: {len(users)}; deleted so far: {len(after.get('deletions', []))}")
+    print(f"users: {len(users)}; deleted so far: {counters.get('deletions', 0)}")
     print(f"this run: {sent} /users/track request(s), {points} data point(s)")
     for user in users[:3]:
-        attrs = user.get("attributes") or user.get("custom_attributes") or {}
+        attrs = {**user.get("standard_attributes", {}), **user.get("custom_attributes", {})}
         print(f"  {user.get('external_id')}: " + json.dumps(attrs, default=str)[:300])
     if sent == 0:
         print("Nothing changed since the last sync, so nothing was sent.")

@@ -110,3 +110,35 @@ def cli(project: Path, emulator: object, api_key: str) -> Cli:
 def workspace(url: str) -> dict:
     """The emulator's inspectable workspace."""
     return httpx.get(f"{url}/_emulator/workspace", timeout=10).json()
+
+
+MINI_PROJECT = {
+    "dbt_project.yml": "name: mini\nversion: '1.0.0'\nconfig-version: 2\nprofile: mini\nmodels:\n  mini:\n    +materialized: table\n",
+    "profiles.yml": "mini:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: mini.duckdb\n      threads: 1\n",
+    "models/users.sql": (
+        "select 'u' || lpad(cast(i as varchar), 6, '0') as user_id, 'name ' || i as name, i % 97 as score "
+        "from range({rows}) t(i)\n"
+    ),
+    "models/exposures.yml": (
+        "version: 2\nexposures:\n  - name: big_sync\n    type: application\n    owner: {{name: t, email: t@example.com}}\n"
+        "    depends_on: [ref('users')]\n    config:\n      meta:\n        dinmo:\n          destination: braze\n"
+        "          service: user_attributes\n          sync_mode: upsert\n          identifier: {{column: user_id}}\n"
+        "          mapping: {{name: name, score: score}}\n"
+    ),
+    "dinmo.yml": (
+        "destinations:\n  braze:\n    type: braze\n    rest_url: \"{{{{ env_var('BRAZE_REST_URL') }}}}\"\n"
+        "    dashboard_url: https://dashboard-01.braze.eu\n    api_key: \"{{{{ env_var('BRAZE_API_KEY') }}}}\"\n"
+        "    max_in_flight: {in_flight}\n"
+    ),
+}
+
+
+def make_mini_project(root: Path, rows: int, in_flight: int = 2) -> Path:
+    """A generated dbt-duckdb project with one upsert activation over ``rows`` users."""
+    for name, text in MINI_PROJECT.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.format(rows=rows, in_flight=in_flight))
+    result = dbt(root, "build", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root

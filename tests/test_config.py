@@ -77,7 +77,7 @@ def test_bad_batch_rule_and_unknown_keys(tmp_path: Path) -> None:
 
 
 def test_missing_file_has_a_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="dinmo.yml"):
+    with pytest.raises(ConfigError, match=r"dinmo\.yml"):
         load_config(tmp_path)
 
 

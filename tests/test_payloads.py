@@ -72,3 +72,9 @@ def test_data_points() -> None:
     assert data_points("tags", ["a", "b"]) == 1
     assert data_points("address", {"city": "Lyon", "zip": "69001"}) == 2
     assert data_points("address", None) == 1
+
+
+def test_null_keys_inside_nested_objects_are_dropped() -> None:
+    struct = pa.struct([("city", pa.string()), ("zip", pa.string())])
+    assert make_converter(struct)({"city": "Lyon", "zip": None}) == {"city": "Lyon"}
+    assert make_converter(pa.string(), "json")('{"a": {"b": null, "c": 1}}') == {"a": {"c": 1}}

@@ -33,7 +33,7 @@ def ack_all(store: StateStore, diff: Diff) -> None:
         for i, col in enumerate(diff.attr_cols):
             flags = b.column(f"c{i}").to_pylist()
             hashes = b.column(f"h{i}").to_pylist()
-            data[col] = pa.array([h if f else None for h, f in zip(hashes, flags)], type=pa.uint64())
+            data[col] = pa.array([h if f else None for h, f in zip(hashes, flags, strict=True)], type=pa.uint64())
         assert n == len(diff.attr_cols)
         store.journal_acks(diff.state, pa.table(data))
     diff.close()
