@@ -117,7 +117,11 @@ def parse_activations(manifest: Manifest, config: DinmoConfig) -> tuple[list[Act
 def parse_activation(
     exposure: Exposure, manifest: Manifest, config: DinmoConfig
 ) -> tuple[Activation | None, list[Problem]]:
-    """Parse one exposure's ``dinmo`` block, collecting every problem."""
+    """Parse one exposure's ``dinmo`` block, collecting every problem.
+
+    The activation is returned whenever it can be built, even with problems, so that checks needing
+    the warehouse (columns) can still run and every problem is reported at once.
+    """
     where = f"exposure {exposure.name}"
     problems: list[Problem] = []
 
@@ -182,7 +186,9 @@ def parse_activation(
                 f"{schedule!r} is not a cron expression or alias.",
                 "use e.g. '*/15 * * * *' or '@hourly'.",
             )
-    if problems or model is None or destination is None or identifier is None or mapping is None:
+    if model is None or destination is None or identifier is None or mapping is None:
+        return None, problems
+    if sync_mode not in SYNC_MODES or service not in SERVICES:
         return None, problems
     return (
         Activation(

@@ -177,9 +177,9 @@ def validate(
     from dbt_dinmo.validate import check_permissions
 
     project = _project(kw)
-    activations = project.select(_split(select), _split(exclude))
+    project.parse(_split(select), _split(exclude))  # config and manifest errors first
     with project.open_warehouse() as wh:
-        project.resolve_columns(wh, activations)
+        activations, _ = project.prepare(wh, _split(select), _split(exclude))
     stdout_console().print(f"[green]OK[/] {len(activations)} activation(s): config and columns are valid.")
     if no_destination_check:
         return

@@ -76,6 +76,29 @@ class Project:
 
     def select(self, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Activation]:
         """Parse the selected activations; ConfigError listing every problem if any."""
+        activations, problems = self.parse(select, exclude)
+        if problems:
+            raise ConfigError(problems)
+        return activations
+
+    def prepare(
+        self, warehouse: Warehouse, select: Sequence[str] = (), exclude: Sequence[str] = ()
+    ) -> tuple[list[Activation], dict[str, ResolvedColumns]]:
+        """Parse the selected activations and check their columns; every problem in one ConfigError."""
+        activations, problems = self.parse(select, exclude)
+        try:
+            resolved = self.resolve_columns(warehouse, activations)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            resolved = {}
+        if problems:
+            raise ConfigError(problems)
+        return activations, resolved
+
+    def parse(
+        self, select: Sequence[str] = (), exclude: Sequence[str] = ()
+    ) -> tuple[list[Activation], list[Problem]]:
+        """Parse the selected activations; return them and every problem found."""
         exposures = self.manifest.activations()
         names = [e.name for e in exposures]
         chosen = [e for e in exposures if _selected(e.name, select, exclude)]
@@ -96,9 +119,7 @@ class Project:
             problems.extend(found)
             if activation is not None:
                 activations.append(activation)
-        if problems:
-            raise ConfigError(problems)
-        return activations
+        return activations, problems
 
     def open_warehouse(self) -> Warehouse:
         """Open the user's dbt profile/target adapter."""

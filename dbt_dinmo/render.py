@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dbt_dinmo.errors import Problem
@@ -49,11 +50,13 @@ def print_problems(problems: Sequence[Problem]) -> None:
 
 
 class RichReporter:
-    """Progress lines on stderr while the runner works."""
+    """Progress on stderr while the runner works: a bar on a terminal, lines otherwise."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.console = stderr_console()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def activation_started(self, activation: Activation, phase: str) -> None:
         """Say what starts."""
@@ -61,10 +64,31 @@ class RichReporter:
             self.console.print(f"[dim]{activation.name}: {phase}…[/]", highlight=False)
 
     def progress(self, activation: Activation, done: int, total: int) -> None:
-        """Progress is summarized at the end; nothing per batch on a plain stream."""
+        """Move the bar (terminals only; plain streams get the summary at the end)."""
+        if self.quiet or not self.console.is_terminal or total <= 0:
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(f"sending {activation.name}", total=total)
+        assert self._task is not None
+        self._progress.update(self._task, completed=done)
+
+    def _stop_bar(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress, self._task = None, None
 
     def activation_finished(self, result: ActivationResult) -> None:
         """Say how an activation ended."""
+        self._stop_bar()
         if self.quiet:
             return
         style = STATUS_STYLE.get(result.status, "white")

@@ -91,31 +91,43 @@ class Runner:
 
     # ----------------------------------------------------------------------------------
     def _execute(self, command: str, options: RunOptions, *, dry_run: bool) -> RunResult:
-        activations = self.project.select(options.select, options.exclude)
+        self.project.parse(options.select, options.exclude)  # config and manifest errors first
         lock = RunLock(self.project.state_dir)
         lock.acquire()
         try:
-            with StateStore(self.project.state_dir) as store, self.project.open_warehouse() as wh:
-                resolved = self.project.resolve_columns(wh, activations)
-                result = RunResult(
-                    run_id=str(uuid.uuid4()),
-                    command=command,
-                    started_at=dt.datetime.now(dt.timezone.utc),
-                    args=_args(options),
-                    dbt_version=self.project.manifest.dbt_version,
-                )
-                if not dry_run:
-                    store.start_run(result.run_id, command, orjson.dumps(result.args).decode())
-                try:
-                    asyncio.run(self._run_all(store, wh, activations, resolved, options, result, dry_run))
-                finally:
-                    result.finished_at = dt.datetime.now(dt.timezone.utc)
-                    if not dry_run:
-                        store.finish_run(result.run_id, result.status)
-                        result.write_artifact(self.project.target_dir)
-                return result
+            with self.project.open_warehouse() as wh:
+                activations, resolved = self.project.prepare(wh, options.select, options.exclude)
+                return self._execute_locked(command, options, dry_run, wh, activations, resolved)
         finally:
             lock.release()
+
+    def _execute_locked(
+        self,
+        command: str,
+        options: RunOptions,
+        dry_run: bool,
+        wh: Warehouse,
+        activations: list[Activation],
+        resolved: dict[str, ResolvedColumns],
+    ) -> RunResult:
+        with StateStore(self.project.state_dir) as store:
+            result = RunResult(
+                run_id=str(uuid.uuid4()),
+                command=command,
+                started_at=dt.datetime.now(dt.timezone.utc),
+                args=_args(options),
+                dbt_version=self.project.manifest.dbt_version,
+            )
+            if not dry_run:
+                store.start_run(result.run_id, command, orjson.dumps(result.args).decode())
+            try:
+                asyncio.run(self._run_all(store, wh, activations, resolved, options, result, dry_run))
+            finally:
+                result.finished_at = dt.datetime.now(dt.timezone.utc)
+                if not dry_run:
+                    store.finish_run(result.run_id, result.status)
+                    result.write_artifact(self.project.target_dir)
+            return result
 
     async def _run_all(
         self,
