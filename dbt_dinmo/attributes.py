@@ -132,7 +132,7 @@ class AttributeObjects:
                     continue
                 out.objects += 1
                 out.points += points
-                if news[r]:
+                if news[r] and self.activation.sync_mode != "update":  # update mode never creates
                     out.inserts += 1
                 else:
                     out.updates += 1

@@ -1,0 +1,1 @@
+"""Tests for dbt_dinmo.braze."""
