@@ -249,6 +249,10 @@ class _ActivationSync:
             diff.close()
             if not dry_run and self.state is not None:
                 self.store.fold(self.state)
+        res.rejections = [
+            {"identifier": r.identifier, "reason": r.reason, "origin": r.origin}
+            for r in self.rejections[:REJECTION_SAMPLE]
+        ]
         if res.status == SUCCESS and (res.rejected or res.failed):
             res.status = PARTIAL
             res.message = res.message or f"{res.rejected} rows rejected; they are retried on the next run"
@@ -327,10 +331,6 @@ class _ActivationSync:
 
     def record(self, run_id: str) -> None:
         """Store this activation's figures and rejected rows in the history."""
-        self.res.rejections = [
-            {"identifier": r.identifier, "reason": r.reason, "origin": r.origin}
-            for r in self.rejections[:REJECTION_SAMPLE]
-        ]
         try:
             self.store.record_activation(run_id, self.res.history_row())
             self.store.record_rejections(run_id, self.a.name, rejection_table(self.rejections))

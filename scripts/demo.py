@@ -43,7 +43,9 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     env["BRAZE_REST_URL"] = url
     print("== dbt build (sample_project) ==", flush=True)
-    subprocess.run([str(BIN / "dbt"), "build", "--profiles-dir", ".", "--quiet"], cwd=PROJECT, env=env, check=True)
+    subprocess.run(
+        [str(BIN / "dbt"), "build", "--profiles-dir", ".", "--quiet"], cwd=PROJECT, env=env, check=True
+    )
 
     data_file = PROJECT / ".dinmo" / "emulator-workspace.json"
     data_file.parent.mkdir(parents=True, exist_ok=True)

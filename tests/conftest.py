@@ -17,7 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_project"
 BIN = Path(sys.executable).parent
-IGNORE = shutil.ignore_patterns("target", "logs", ".dinmo", "*.duckdb", "*.duckdb.wal", "dbt_packages", ".user.yml")
+IGNORE = shutil.ignore_patterns(
+    "target", "logs", ".dinmo", "*.duckdb", "*.duckdb.wal", "dbt_packages", ".user.yml"
+)
 
 
 def dbt(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -80,7 +82,9 @@ class Cli:
         env.update(extra)
         return env
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(BIN / "dbt-dinmo"), *args, "--profiles-dir", "."],
             cwd=self.project,

@@ -22,32 +22,65 @@ destinations:
 
 def model(name: str, materialized: str = "table") -> dict[str, Any]:
     relation = None if materialized == "ephemeral" else f'"db"."main"."{name}"'
-    return {"unique_id": f"model.p.{name}", "name": name, "resource_type": "model", "database": "db",
-            "schema": "main", "alias": name, "relation_name": relation, "config": {"materialized": materialized},
-            "columns": {}, "checksum": {"checksum": "x"}}
+    return {
+        "unique_id": f"model.p.{name}",
+        "name": name,
+        "resource_type": "model",
+        "database": "db",
+        "schema": "main",
+        "alias": name,
+        "relation_name": relation,
+        "config": {"materialized": materialized},
+        "columns": {},
+        "checksum": {"checksum": "x"},
+    }
 
 
-def exposure(name: str, dinmo: dict[str, Any] | None, depends: list[str], *, where: str = "config",
-             type_: str = "application") -> dict[str, Any]:
+def exposure(
+    name: str,
+    dinmo: dict[str, Any] | None,
+    depends: list[str],
+    *,
+    where: str = "config",
+    type_: str = "application",
+) -> dict[str, Any]:
     meta = {"dinmo": dinmo} if dinmo is not None else {}
-    raw: dict[str, Any] = {"unique_id": f"exposure.p.{name}", "name": name, "type": type_,
-                           "owner": {"name": "o", "email": ["a@x.com", "b@x.com"]},
-                           "depends_on": {"nodes": depends}, "config": {"meta": meta if where == "config" else {}}}
+    raw: dict[str, Any] = {
+        "unique_id": f"exposure.p.{name}",
+        "name": name,
+        "type": type_,
+        "owner": {"name": "o", "email": ["a@x.com", "b@x.com"]},
+        "depends_on": {"nodes": depends},
+        "config": {"meta": meta if where == "config" else {}},
+    }
     if where == "top":
         raw["meta"] = meta
     return raw
 
 
-GOOD = {"destination": "braze", "service": "user_attributes", "sync_mode": "upsert",
-        "identifier": {"column": "id", "type": "external_id"}, "mapping": {"first_name": "first_name"}}
+GOOD = {
+    "destination": "braze",
+    "service": "user_attributes",
+    "sync_mode": "upsert",
+    "identifier": {"column": "id", "type": "external_id"},
+    "mapping": {"first_name": "first_name"},
+}
 
 
-def write_project(tmp_path: Path, exposures: list[dict[str, Any]], models: list[dict[str, Any]] | None = None) -> Path:
+def write_project(
+    tmp_path: Path, exposures: list[dict[str, Any]], models: list[dict[str, Any]] | None = None
+) -> Path:
     models = models or [model("customers"), model("eph", "ephemeral")]
-    manifest = {"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
-                             "adapter_type": "duckdb", "dbt_version": "1.11.0"},
-                "nodes": {m["unique_id"]: m for m in models},
-                "exposures": {e["unique_id"]: e for e in exposures}, "disabled": {}}
+    manifest = {
+        "metadata": {
+            "dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
+            "adapter_type": "duckdb",
+            "dbt_version": "1.11.0",
+        },
+        "nodes": {m["unique_id"]: m for m in models},
+        "exposures": {e["unique_id"]: e for e in exposures},
+        "disabled": {},
+    }
     (tmp_path / "target").mkdir(exist_ok=True)
     (tmp_path / "target/manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "dinmo.yml").write_text(DINMO_YML)
@@ -61,9 +94,14 @@ def parse(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[list[Any],
 
 
 def test_valid_activation_from_config_meta_and_top_level_meta(tmp_path: Path) -> None:
-    write_project(tmp_path, [exposure("a", GOOD, ["model.p.customers"]),
-                             exposure("b", GOOD, ["model.p.customers"], where="top"),
-                             exposure("not_an_activation", None, ["model.p.customers"])])
+    write_project(
+        tmp_path,
+        [
+            exposure("a", GOOD, ["model.p.customers"]),
+            exposure("b", GOOD, ["model.p.customers"], where="top"),
+            exposure("not_an_activation", None, ["model.p.customers"]),
+        ],
+    )
     activations, problems = parse(tmp_path)
     assert problems == []
     assert [a.name for a in activations] == ["a", "b"]
@@ -76,16 +114,24 @@ def test_valid_activation_from_config_meta_and_top_level_meta(tmp_path: Path) ->
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     bad = dict(GOOD, service="user_atributes", identifier=None, destination="nowhere", mapping={})
     braze_id = dict(GOOD, identifier={"column": "id", "type": "braze_id"}, sync_mode="mirror")
-    alias = dict(GOOD, identifier={"column": "id", "type": "user_alias"}, max_deletes="110%", sync_mode="mirror",
-                 schedule="every day")
-    write_project(tmp_path, [
-        exposure("bad", bad, ["model.p.customers"]),
-        exposure("braze_id_upsert", braze_id, ["model.p.customers"]),
-        exposure("alias_no_label", alias, ["model.p.customers"]),
-        exposure("ephemeral", GOOD, ["model.p.eph"]),
-        exposure("two_models", GOOD, ["model.p.customers", "model.p.eph"]),
-        exposure("wrong-name", GOOD, ["model.p.customers"], type_="dashboard"),
-    ])
+    alias = dict(
+        GOOD,
+        identifier={"column": "id", "type": "user_alias"},
+        max_deletes="110%",
+        sync_mode="mirror",
+        schedule="every day",
+    )
+    write_project(
+        tmp_path,
+        [
+            exposure("bad", bad, ["model.p.customers"]),
+            exposure("braze_id_upsert", braze_id, ["model.p.customers"]),
+            exposure("alias_no_label", alias, ["model.p.customers"]),
+            exposure("ephemeral", GOOD, ["model.p.eph"]),
+            exposure("two_models", GOOD, ["model.p.customers", "model.p.eph"]),
+            exposure("wrong-name", GOOD, ["model.p.customers"], type_="dashboard"),
+        ],
+    )
     activations, problems = parse(tmp_path)
     assert activations == []
     found = {(p.where, p.key.split(".")[-1]) for p in problems}
@@ -121,6 +167,8 @@ def test_reserved_and_duplicate_attribute_names(tmp_path: Path) -> None:
 def test_missing_or_old_manifest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dbt parse"):
         load_manifest(tmp_path / "target/manifest.json")
-    (tmp_path / "m.json").write_text(json.dumps({"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v9.json"}}))
+    (tmp_path / "m.json").write_text(
+        json.dumps({"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v9.json"}})
+    )
     with pytest.raises(ConfigError, match="unsupported manifest schema"):
         load_manifest(tmp_path / "m.json")

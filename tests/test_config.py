@@ -27,7 +27,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_renders_env_vars_and_defaults(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, GOOD), env={"BRAZE_REST_URL": "https://rest.fra-01.braze.eu", "BRAZE_API_KEY": "k-123"})
+    cfg = load_config(
+        write(tmp_path, GOOD),
+        env={"BRAZE_REST_URL": "https://rest.fra-01.braze.eu", "BRAZE_API_KEY": "k-123"},
+    )
     dest = cfg.destinations["braze"]
     assert dest.rest_url == "https://rest.fra-01.braze.eu"
     assert dest.api_key.reveal() == "k-123"
@@ -71,7 +74,9 @@ def test_rest_url_rules(url: str, ok: bool) -> None:
 
 def test_bad_batch_rule_and_unknown_keys(tmp_path: Path) -> None:
     text = GOOD.replace("50_combined", "100_per_array").replace("label:", "lable:")
-    cfg = load_config(write(tmp_path, text), env={"BRAZE_REST_URL": "https://x.braze.eu", "BRAZE_API_KEY": "k"})
+    cfg = load_config(
+        write(tmp_path, text), env={"BRAZE_REST_URL": "https://x.braze.eu", "BRAZE_API_KEY": "k"}
+    )
     keys = {p.key for p in cfg.problems["braze"]}
     assert {"destinations.braze.batch_rule", "destinations.braze.lable"} <= keys
 

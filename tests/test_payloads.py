@@ -49,8 +49,15 @@ def test_values_braze_would_refuse(arrow_type: pa.DataType, declared: str | None
 
 @pytest.mark.parametrize(
     ("attribute", "value"),
-    [("email_subscribe", "yes"), ("gender", "male"), ("dob", "31/01/1990"), ("dob", "1990-02-31"),
-     ("country", "France"), ("language", "FR"), ("time_zone", "Mars/Olympus")],
+    [
+        ("email_subscribe", "yes"),
+        ("gender", "male"),
+        ("dob", "31/01/1990"),
+        ("dob", "1990-02-31"),
+        ("country", "France"),
+        ("language", "FR"),
+        ("time_zone", "Mars/Olympus"),
+    ],
 )
 def test_standard_fields_rejected(attribute: str, value: str) -> None:
     with pytest.raises(ValueRejected):
@@ -59,8 +66,16 @@ def test_standard_fields_rejected(attribute: str, value: str) -> None:
 
 @pytest.mark.parametrize(
     ("attribute", "value"),
-    [("email_subscribe", "opted_in"), ("gender", "F"), ("gender", None), ("dob", "1990-01-31"),
-     ("country", "FR"), ("language", "fr"), ("time_zone", "Europe/Paris"), ("anything", "x")],
+    [
+        ("email_subscribe", "opted_in"),
+        ("gender", "F"),
+        ("gender", None),
+        ("dob", "1990-01-31"),
+        ("country", "FR"),
+        ("language", "fr"),
+        ("time_zone", "Europe/Paris"),
+        ("anything", "x"),
+    ],
 )
 def test_standard_fields_accepted(attribute: str, value: str | None) -> None:
     check_standard(attribute, value)

@@ -17,7 +17,9 @@ def batch(ids: list[str | None], names: list[str | None], ltv: list[float | None
     return pa.record_batch({"id": ids, "name": names, "ltv": ltv})
 
 
-def diff_of(store: StateStore, rows: pa.RecordBatch, attrs: tuple[str, ...] = ATTRS, **kw: bool) -> tuple[Diff, object]:
+def diff_of(
+    store: StateStore, rows: pa.RecordBatch, attrs: tuple[str, ...] = ATTRS, **kw: bool
+) -> tuple[Diff, object]:
     state = store.activation_state("act", "dest|external_id|id|", attrs)
     diff = Diff(store, state, **kw)
     diff.load([rows], "id", ["name", "ltv"][: len(attrs)])
@@ -28,12 +30,18 @@ def ack_all(store: StateStore, diff: Diff) -> None:
     """Journal every change as acknowledged, then fold (what a run does)."""
     for b in diff.changes():
         n = len(diff.attr_cols)
-        data = {"__id": b.column("__id"), "__op": ["upsert"] * b.num_rows, "__seq": [1] * b.num_rows,
-                "__at": [dt.datetime.now(dt.timezone.utc)] * b.num_rows}
+        data = {
+            "__id": b.column("__id"),
+            "__op": ["upsert"] * b.num_rows,
+            "__seq": [1] * b.num_rows,
+            "__at": [dt.datetime.now(dt.timezone.utc)] * b.num_rows,
+        }
         for i, col in enumerate(diff.attr_cols):
             flags = b.column(f"c{i}").to_pylist()
             hashes = b.column(f"h{i}").to_pylist()
-            data[col] = pa.array([h if f else None for h, f in zip(hashes, flags, strict=True)], type=pa.uint64())
+            data[col] = pa.array(
+                [h if f else None for h, f in zip(hashes, flags, strict=True)], type=pa.uint64()
+            )
         assert n == len(diff.attr_cols)
         store.journal_acks(diff.state, pa.table(data))
     diff.close()
@@ -106,9 +114,16 @@ def test_journal_survives_a_crash_and_is_folded_next_time(tmp_path: Path) -> Non
     store = StateStore(tmp_path)
     diff, _ = diff_of(store, batch(["a"], ["A"], [1.0]))
     [b] = list(diff.changes())
-    acks = pa.table({"__id": ["a"], "__op": ["upsert"], "__seq": [1], "__at": [dt.datetime.now(dt.timezone.utc)],
-                     attribute_column("first_name"): pa.array([b.column("h0")[0].as_py()], type=pa.uint64()),
-                     attribute_column("ltv"): pa.array([None], type=pa.uint64())})
+    acks = pa.table(
+        {
+            "__id": ["a"],
+            "__op": ["upsert"],
+            "__seq": [1],
+            "__at": [dt.datetime.now(dt.timezone.utc)],
+            attribute_column("first_name"): pa.array([b.column("h0")[0].as_py()], type=pa.uint64()),
+            attribute_column("ltv"): pa.array([None], type=pa.uint64()),
+        }
+    )
     store.journal_acks(diff.state, acks)
     store.con.close()  # "crash": no fold
     with StateStore(tmp_path) as store2:
