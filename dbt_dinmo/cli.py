@@ -56,6 +56,14 @@ def dbt_options(func: F) -> F:
             help="Path of dinmo.yml (default: beside dbt_project.yml).",
         ),
         click.option(
+            "--log-format",
+            type=click.Choice(["text", "json", "default"]),
+            envvar="DBT_LOG_FORMAT",
+            default="default",
+            show_default=True,
+            help="json: one dbt-style JSON event per line on stdout.",
+        ),
+        click.option(
             "--log-level",
             type=click.Choice(["debug", "info", "warn", "error"]),
             envvar="DBT_LOG_LEVEL",
@@ -72,9 +80,14 @@ def dbt_options(func: F) -> F:
 
 
 def selection_options(func: F) -> F:
-    """-s/--select and --exclude, by activation name (wildcards and exposure:NAME allowed)."""
-    func = click.option("--exclude", multiple=True, help="Activations to leave out.")(func)
-    return click.option("-s", "--select", multiple=True, help="Activations to include.")(func)
+    """-s/--select and --exclude in dbt's syntax (names, exposure:, tag:, path:, fqn:, model+)."""
+    func = click.option("--exclude", multiple=True, help="dbt selector of activations to leave out.")(func)
+    return click.option(
+        "-s",
+        "--select",
+        multiple=True,
+        help="dbt selector: NAME, exposure:X, tag:X, path:X, model+, 'a b', a,b.",
+    )(func)
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -84,7 +97,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 def _project(kw: dict[str, Any]) -> Any:
     from dbt_dinmo.project import Project, ProjectOptions
 
-    _setup_logging(kw.pop("log_level"), kw.pop("quiet"))
+    _setup_logging(kw.pop("log_level"), kw.pop("quiet"), kw.pop("log_format"))
     return Project(
         ProjectOptions(
             project_dir=kw.pop("project_dir"),
@@ -98,13 +111,27 @@ def _project(kw: dict[str, Any]) -> Any:
     )
 
 
-def _setup_logging(level: str, quiet: bool) -> None:
+_JSON = {"on": False}
+
+
+def json_logs() -> bool:
+    """True when --log-format json is in force."""
+    return _JSON["on"]
+
+
+def _setup_logging(level: str, quiet: bool, log_format: str = "default") -> None:
     from rich.logging import RichHandler
 
+    from dbt_dinmo.logs import JsonLogHandler
     from dbt_dinmo.render import stderr_console
 
+    _JSON["on"] = log_format == "json"
     lvl = logging.ERROR if quiet else getattr(logging, level.upper().replace("WARN", "WARNING"))
-    handler = RichHandler(console=stderr_console(), show_path=False, show_time=False)
+    handler: logging.Handler = (
+        JsonLogHandler()
+        if json_logs()
+        else RichHandler(console=stderr_console(), show_path=False, show_time=False)
+    )
     logging.basicConfig(level=lvl, handlers=[handler], format="%(message)s", force=True)
     for noisy in ("httpx", "httpcore", "asyncio"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
@@ -115,15 +142,28 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dbt_dinmo.logs import emit
         from dbt_dinmo.render import print_problems, stderr_console
 
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            print_problems(exc.problems)
+            if json_logs():
+                for p in exc.problems:
+                    emit(
+                        "DinmoProblem",
+                        str(p),
+                        {"where": p.where, "key": p.key, "message": p.message, "fix": p.fix},
+                        "error",
+                    )
+            else:
+                print_problems(exc.problems)
             sys.exit(2)
         except DinmoError as exc:
-            stderr_console().print(f"[bold red]Error:[/] {exc}")
+            if json_logs():
+                emit("DinmoLog", f"Error: {exc}", {}, "error")
+            else:
+                stderr_console().print(f"[bold red]Error:[/] {exc}")
             sys.exit(2)
         except KeyboardInterrupt:
             stderr_console().print(
@@ -141,9 +181,10 @@ def main() -> None:
 
 
 def _run_options(select: tuple[str, ...], exclude: tuple[str, ...], **kw: Any) -> Any:
+    from dbt_dinmo.logs import INVOCATION_ID
     from dbt_dinmo.runner import RunOptions
 
-    return RunOptions(select=_split(select), exclude=_split(exclude), **kw)
+    return RunOptions(select=_split(select), exclude=_split(exclude), run_id=INVOCATION_ID, **kw)
 
 
 @main.command("ls")
@@ -152,12 +193,25 @@ def _run_options(select: tuple[str, ...], exclude: tuple[str, ...], **kw: Any) -
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @handle_errors
 def ls_command(select: tuple[str, ...], exclude: tuple[str, ...], output: str, **kw: Any) -> None:
-    """List the activations declared in the manifest."""
+    """List what a selector picks, with each activation's last run and next due time."""
+    from dbt_dinmo.gating import next_due
     from dbt_dinmo.render import print_activations
+    from dbt_dinmo.state import StateStore
 
     project = _project(kw)
-    activations = project.select(_split(select), _split(exclude))
-    print_activations(project, activations, as_json=output == "json")
+    activations, problems = project.parse(_split(select), _split(exclude))
+    for problem in dict.fromkeys(problems):  # listing works even while a key is unset
+        logging.getLogger(__name__).warning("%s", problem)
+    last: dict[str, dict[str, Any]] = {}
+    started: dict[str, Any] = {}
+    if (project.state_dir / "state.duckdb").exists():
+        try:
+            with StateStore(project.state_dir, read_only=True) as store:
+                last, started = store.last_results(), store.last_started()
+        except DinmoError as exc:
+            logging.getLogger(__name__).warning("run history unavailable: %s", exc)
+    due = {a.name: next_due(a.schedule, started.get(a.name)) for a in activations}
+    print_activations(project, activations, last, due, as_json=output == "json")
 
 
 @main.command()
@@ -194,26 +248,25 @@ def validate(
 @selection_options
 @click.option("-f", "--full-refresh", is_flag=True, help="Ignore the state: plan to send every mapped value.")
 @click.option("--allow-deletes", is_flag=True, help="Plan as if the mirror guard were passed.")
+@click.option(
+    "--ignore-dbt-failures", is_flag=True, help="Plan even when the last dbt build failed upstream."
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @handle_errors
-def plan(
-    select: tuple[str, ...],
-    exclude: tuple[str, ...],
-    full_refresh: bool,
-    allow_deletes: bool,
-    output: str,
-    **kw: Any,
-) -> None:
+def plan(select: tuple[str, ...], exclude: tuple[str, ...], output: str, **kw: Any) -> None:
     """Dry run: what would be sent, what it costs, sample payloads. Sends nothing."""
+    from dbt_dinmo.logs import JsonReporter, emit_run
     from dbt_dinmo.render import RichReporter, print_plan
     from dbt_dinmo.runner import Runner
 
+    flags = {k: kw.pop(k) for k in ("full_refresh", "allow_deletes", "ignore_dbt_failures")}
     project = _project(kw)
-    runner = Runner(project, RichReporter(quiet=True))
-    result = runner.plan(
-        _run_options(select, exclude, full_refresh=full_refresh, allow_deletes=allow_deletes)
-    )
-    print_plan(result, as_json=output == "json")
+    runner = Runner(project, JsonReporter() if json_logs() else RichReporter(quiet=True))
+    result = runner.plan(_run_options(select, exclude, **flags))
+    if json_logs():
+        emit_run(result)
+    else:
+        print_plan(result, as_json=output == "json")
 
 
 @main.command()
@@ -221,24 +274,31 @@ def plan(
 @selection_options
 @click.option("-f", "--full-refresh", is_flag=True, help="Ignore the state: re-send every mapped value.")
 @click.option("--allow-deletes", is_flag=True, help="Pass the mirror guard (max_deletes) for this run.")
+@click.option("--all", "all_activations", is_flag=True, help="Run every selected activation, due or not.")
+@click.option(
+    "--ignore-dbt-failures",
+    is_flag=True,
+    help="Sync even when the last dbt build failed on the model, an ancestor or their tests.",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @handle_errors
-def run(
-    select: tuple[str, ...],
-    exclude: tuple[str, ...],
-    full_refresh: bool,
-    allow_deletes: bool,
-    output: str,
-    **kw: Any,
-) -> None:
-    """Sync the selected activations to Braze, sending only what changed."""
+def run(select: tuple[str, ...], exclude: tuple[str, ...], output: str, **kw: Any) -> None:
+    """Sync the due activations to Braze, sending only what changed."""
+    from dbt_dinmo.logs import JsonReporter, emit_run
     from dbt_dinmo.render import RichReporter, print_run
     from dbt_dinmo.runner import Runner
 
+    flags = {
+        k: kw.pop(k) for k in ("full_refresh", "allow_deletes", "all_activations", "ignore_dbt_failures")
+    }
+    quiet = kw.get("quiet", False)
     project = _project(kw)
-    runner = Runner(project, RichReporter(quiet=output == "json" or kw.get("quiet", False)))
-    result = runner.run(_run_options(select, exclude, full_refresh=full_refresh, allow_deletes=allow_deletes))
-    print_run(result, as_json=output == "json")
+    reporter = JsonReporter() if json_logs() else RichReporter(quiet=output == "json" or quiet)
+    result = Runner(project, reporter).run(_run_options(select, exclude, **flags))
+    if json_logs():
+        emit_run(result)
+    else:
+        print_run(result, as_json=output == "json")
     sys.exit(result.exit_code)
 
 
@@ -260,6 +320,25 @@ def history(activation: str | None, limit: int, run_id: str | None, output: str,
             print_rejected(store.rejected(run_id, activation), as_json=output == "json")
         else:
             print_history(store.history(activation, limit), as_json=output == "json")
+
+
+@main.command()
+@dbt_options
+@handle_errors
+def tui(**kw: Any) -> None:
+    """Open the terminal dashboard: activations, plans, runs and rejected rows."""
+    project = _project(kw)
+    load_tui().run_tui(project)
+
+
+def load_tui() -> Any:
+    """The TUI package: ``dbt_dinmo.tui`` in a wheel, the repository's ``tui/`` in development."""
+    import importlib
+
+    try:
+        return importlib.import_module("dbt_dinmo.tui")
+    except ModuleNotFoundError:
+        return importlib.import_module("tui")
 
 
 @main.command()

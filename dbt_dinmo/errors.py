@@ -36,7 +36,7 @@ class ConfigError(DinmoError):
             problems = [Problem("dbt-dinmo", "-", problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
-        self.problems = problems
+        self.problems = list(dict.fromkeys(problems))  # one destination's problem, once
         super().__init__("\n".join(str(p) for p in problems))
 
 

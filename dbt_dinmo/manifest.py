@@ -35,6 +35,8 @@ class ModelNode:
     documented_columns: tuple[str, ...]
     column_types: Mapping[str, str]  # documented data_type by lower-cased column name
     checksum: str
+    path: str = ""
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelNode:
@@ -56,6 +58,8 @@ class ModelNode:
                 if isinstance(v, dict) and v.get("data_type")
             },
             checksum=(raw.get("checksum") or {}).get("checksum", ""),
+            path=raw.get("original_file_path") or "",
+            tags=tuple(raw.get("tags") or ()),
         )
 
 
@@ -76,6 +80,7 @@ class Exposure:
     sources: tuple[str, ...]
     path: str
     enabled: bool = True
+    fqn: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any], *, enabled: bool = True) -> Exposure:
@@ -104,6 +109,7 @@ class Exposure:
             sources=tuple(raw.get("sources") or ()),
             path=raw.get("original_file_path") or raw.get("path") or "",
             enabled=enabled,
+            fqn=tuple(raw.get("fqn") or ()),
         )
 
 

@@ -6,7 +6,6 @@ reported at once.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from dbt_dinmo.activation import Activation, parse_activation
 from dbt_dinmo.config import DinmoConfig, load_config
 from dbt_dinmo.errors import ConfigError, Problem
 from dbt_dinmo.manifest import Manifest, load_manifest, manifest_path
+from dbt_dinmo.selection import select_activations
 
 if TYPE_CHECKING:
     from dbt_dinmo.warehouse import Warehouse
@@ -99,20 +99,7 @@ class Project:
         self, select: Sequence[str] = (), exclude: Sequence[str] = ()
     ) -> tuple[list[Activation], list[Problem]]:
         """Parse the selected activations; return them and every problem found."""
-        exposures = self.manifest.activations()
-        names = [e.name for e in exposures]
-        chosen = [e for e in exposures if _selected(e.name, select, exclude)]
-        problems: list[Problem] = []
-        for pattern in select:
-            if not any(_matches(n, pattern) for n in names):
-                problems.append(
-                    Problem(
-                        "--select",
-                        pattern,
-                        "matches no activation.",
-                        f"known activations: {', '.join(names) or 'none (no exposure has meta.dinmo)'}.",
-                    )
-                )
+        chosen, problems = select_activations(self.manifest, select, exclude)
         activations: list[Activation] = []
         for exposure in chosen:
             activation, found = parse_activation(exposure, self.manifest, self.config)
@@ -150,6 +137,18 @@ class Project:
         for activation in activations:
             model = activation.model
             where = f"exposure {activation.name}"
+            if model.database and warehouse.database and model.database.lower() != warehouse.database.lower():
+                problems.append(
+                    Problem(
+                        where,
+                        "depends_on",
+                        f"the manifest has {model.name} in database {model.database!r}, but target "
+                        f"{warehouse.target_name!r} uses {warehouse.database!r}: the manifest was built for "
+                        "another target.",
+                        f"run `dbt build --target {warehouse.target_name}` (or pass the --target dbt used).",
+                    )
+                )
+                continue
             columns = warehouse.columns(model.database, model.schema, model.alias)
             if columns is None:
                 problems.append(
@@ -188,14 +187,3 @@ class Project:
         if problems:
             raise ConfigError(problems)
         return resolved
-
-
-def _matches(name: str, pattern: str) -> bool:
-    pattern = pattern.removeprefix("exposure:")
-    return fnmatch.fnmatchcase(name, pattern)
-
-
-def _selected(name: str, select: Sequence[str], exclude: Sequence[str]) -> bool:
-    if select and not any(_matches(name, p) for p in select):
-        return False
-    return not any(_matches(name, p) for p in exclude)

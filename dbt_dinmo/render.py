@@ -145,6 +145,12 @@ def print_run(result: RunResult, as_json: bool = False) -> None:
             )
         if len(r.rejections) > 10:
             console.print(f"  … see `dbt-dinmo history --run {result.run_id}`")
+    for name, due in result.not_due:
+        console.print(
+            f"[dim]{name}: not due until {str(due)[:19]} (use --all to run it now)[/]", highlight=False
+        )
+    for warning in result.warnings:
+        console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
     status = result.status
     console.print(f"[{STATUS_STYLE.get(status, 'white')}]Done: {status}.[/]")
 
@@ -170,35 +176,37 @@ def print_plan(result: RunResult, as_json: bool = False) -> None:
             )
 
 
-def print_activations(project: Project, activations: Sequence[Activation], as_json: bool) -> None:
-    """``ls``: one line per activation."""
-    rows = [
-        {
-            "name": a.name,
-            "service": a.service,
-            "sync_mode": a.sync_mode,
-            "model": a.model.name,
-            "destination": a.destination.name,
-            "identifier": f"{a.identifier.column} ({a.identifier.type})",
-            "attributes": len(a.mapping),
-            "schedule": a.schedule or "",
-        }
-        for a in activations
-    ]
+def print_activations(
+    project: Project,
+    activations: Sequence[Activation],
+    last: dict[str, dict[str, Any]],
+    due: dict[str, Any],
+    as_json: bool,
+) -> None:
+    """``ls``: one line per activation, with its last run and next due time."""
+    rows = []
+    for a in activations:
+        run = last.get(a.name) or {}
+        next_due = due.get(a.name)
+        rows.append(
+            {
+                "name": a.name,
+                "service": a.service,
+                "sync_mode": a.sync_mode,
+                "model": a.model.name,
+                "destination": a.destination.name,
+                "identifier": f"{a.identifier.column} ({a.identifier.type})",
+                "schedule": a.schedule or "",
+                "last_run": str(run.get("started_at", ""))[:19],
+                "last_status": run.get("status", ""),
+                "next_due": str(next_due)[:19] if next_due else "now",
+            }
+        )
     if as_json:
         _json(rows)
         return
     table = Table(title=f"{len(rows)} activation(s)", title_justify="left")
-    for key in (
-        "name",
-        "service",
-        "sync_mode",
-        "model",
-        "destination",
-        "identifier",
-        "attributes",
-        "schedule",
-    ):
+    for key in rows[0] if rows else ("name",):
         table.add_column(key)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))

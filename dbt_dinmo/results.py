@@ -97,6 +97,8 @@ class RunResult:
     results: list[ActivationResult] = field(default_factory=list)
     finished_at: dt.datetime | None = None
     dbt_version: str = ""
+    not_due: list[tuple[str, dt.datetime | None]] = field(default_factory=list)  # schedule not due
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -104,11 +106,11 @@ class RunResult:
         statuses = {r.status for r in self.results}
         if ERROR in statuses:
             return ERROR
-        return PARTIAL if PARTIAL in statuses else SUCCESS
+        return PARTIAL if statuses & {PARTIAL, SKIPPED} else SUCCESS
 
     @property
     def exit_code(self) -> int:
-        """0 when everything synced, 1 when an activation failed or rows were rejected."""
+        """0 when everything synced, 1 when an activation failed, was skipped or rejected rows."""
         return 0 if self.status == SUCCESS else 1
 
     def artifact(self) -> dict[str, Any]:
@@ -149,6 +151,8 @@ class RunResult:
             ],
             "elapsed_time": round((end - self.started_at).total_seconds(), 3),
             "args": {"which": self.command, **self.args},
+            "not_due": [{"activation": n, "next_due": _iso(d) if d else None} for n, d in self.not_due],
+            "warnings": self.warnings,
         }
 
     def write_artifact(self, target_dir: Path) -> Path:
@@ -166,6 +170,8 @@ class RunResult:
         return {
             "run_id": self.run_id,
             "status": self.status,
+            "not_due": [{"activation": n, "next_due": _iso(d) if d else None} for n, d in self.not_due],
+            "warnings": self.warnings,
             "results": [
                 {k: v for k, v in asdict(r).items() if k not in ("started_at", "finished_at")}
                 for r in self.results

@@ -30,9 +30,10 @@ from dbt_dinmo.braze import BatchResult, BatchRule, BrazeClient, RateLimits, pac
 from dbt_dinmo.config import Destination
 from dbt_dinmo.diff import Diff
 from dbt_dinmo.errors import BrazeError, DinmoError, WarehouseError
+from dbt_dinmo.gating import is_due, load_build_status, next_due
 from dbt_dinmo.project import Project, ResolvedColumns
 from dbt_dinmo.reporting import NullReporter, Reporter
-from dbt_dinmo.results import ERROR, PARTIAL, SUCCESS, ActivationResult, RunResult
+from dbt_dinmo.results import ERROR, PARTIAL, SKIPPED, SUCCESS, ActivationResult, RunResult
 from dbt_dinmo.state import ActivationState, RunLock, StateStore
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ class RunOptions:
     full_refresh: bool = False
     allow_deletes: bool = False
     sample_size: int = 3
+    all_activations: bool = False  # --all: ignore schedules
+    ignore_dbt_failures: bool = False
+    now: dt.datetime | None = None  # the clock, for schedules (tests)
+    run_id: str | None = None  # default: a new UUID (the CLI passes its log invocation id)
 
 
 def default_client(destination: Destination) -> BrazeClient:
@@ -112,7 +117,7 @@ class Runner:
     ) -> RunResult:
         with StateStore(self.project.state_dir) as store:
             result = RunResult(
-                run_id=str(uuid.uuid4()),
+                run_id=options.run_id or str(uuid.uuid4()),
                 command=command,
                 started_at=dt.datetime.now(dt.timezone.utc),
                 args=_args(options),
@@ -140,10 +145,30 @@ class Runner:
         dry_run: bool,
     ) -> None:
         clients: dict[str, BrazeClient] = {}
+        build = load_build_status(self.project.target_dir, self.project.manifest)
+        if build is not None and build.stale:
+            run.warnings.append(f"{build.path} may be stale: {build.stale}.")
+            log.warning("%s may be stale: %s.", build.path, build.stale)
+        now = options.now or dt.datetime.now(dt.timezone.utc)
+        last_started = store.last_started()
         try:
             for activation in activations:
+                if not (dry_run or options.all_activations) and not is_due(
+                    activation.schedule, last_started.get(activation.name), now
+                ):
+                    due = next_due(activation.schedule, last_started.get(activation.name))
+                    run.not_due.append((activation.name, due))
+                    continue
                 res = _new_result(activation)
                 run.results.append(res)
+                blockers = (
+                    []
+                    if build is None or options.ignore_dbt_failures
+                    else (build.blockers(self.project.manifest, activation.model.unique_id))
+                )
+                if blockers:
+                    self._skip(store, run, res, blockers, dry_run)
+                    continue
                 client = None
                 if not dry_run:
                     name = activation.destination.name
@@ -168,6 +193,27 @@ class Runner:
         finally:
             for client in clients.values():
                 await client.aclose()
+
+    def _skip(
+        self,
+        store: StateStore,
+        run: RunResult,
+        res: ActivationResult,
+        blockers: list[tuple[str, str]],
+        dry_run: bool,
+    ) -> None:
+        """Skip an activation whose model (or an ancestor, or a test on them) failed in dbt."""
+        nodes = ", ".join(f"{node} ({status})" for node, status in blockers[:5])
+        more = f" and {len(blockers) - 5} more" if len(blockers) > 5 else ""
+        res.status = SKIPPED
+        res.message = (
+            f"skipped: the last dbt build reported {nodes}{more}; fix it and rebuild, "
+            "or pass --ignore-dbt-failures"
+        )
+        res.finished_at = dt.datetime.now(dt.timezone.utc)
+        if not dry_run:
+            store.record_activation(run.run_id, res.history_row())
+        self.reporter.activation_finished(res)
 
 
 class _ActivationSync:
@@ -367,4 +413,6 @@ def _args(options: RunOptions) -> dict[str, Any]:
         "exclude": list(options.exclude),
         "full_refresh": options.full_refresh,
         "allow_deletes": options.allow_deletes,
+        "all": options.all_activations,
+        "ignore_dbt_failures": options.ignore_dbt_failures,
     }

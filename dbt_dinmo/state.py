@@ -353,6 +353,23 @@ class StateStore:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def last_started(self) -> dict[str, dt.datetime]:
+        """When each activation last ran (skipped runs excluded): the base of its schedule."""
+        rows = self.con.execute(
+            "SELECT activation, max(started_at) FROM run_activations WHERE status != 'skipped' "
+            "GROUP BY activation"
+        ).fetchall()
+        return dict(rows)
+
+    def last_results(self) -> dict[str, dict[str, Any]]:
+        """The latest history row of each activation."""
+        cur = self.con.execute(
+            "SELECT * FROM run_activations QUALIFY row_number() OVER "
+            "(PARTITION BY activation ORDER BY started_at DESC) = 1"
+        )
+        names = [d[0] for d in cur.description]
+        return {r[1]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+
     def history(self, activation: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Latest activation runs, newest first."""
         where = "WHERE ra.activation = ?" if activation else ""

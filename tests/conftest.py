@@ -35,11 +35,21 @@ def dbt(project: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     )
 
 
+def install_packages(project: Path) -> None:
+    """Point a copied project's ``local: ..`` package at this repository, then ``dbt deps``."""
+    packages = project / "packages.yml"
+    if packages.exists():
+        packages.write_text(packages.read_text().replace("local: ..", f"local: {ROOT}"))
+        result = dbt(project, "deps", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="session")
 def built_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample project, copied and built once per session."""
     dst = tmp_path_factory.mktemp("built") / "sample_project"
     shutil.copytree(SAMPLE, dst, ignore=IGNORE)
+    install_packages(dst)
     result = dbt(dst, "build", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return dst
@@ -49,7 +59,7 @@ def built_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(built_sample: Path, tmp_path: Path) -> Path:
     """A private copy of the built sample project (its own DuckDB file and state)."""
     dst = tmp_path / "sample_project"
-    shutil.copytree(built_sample, dst, ignore=shutil.ignore_patterns(".dinmo", "logs"))
+    shutil.copytree(built_sample, dst, symlinks=True, ignore=shutil.ignore_patterns(".dinmo", "logs"))
     return dst
 
 

@@ -262,3 +262,26 @@ def test_the_api_key_never_leaks(cli: Cli, emulator: object) -> None:
             data = path.read_bytes()
             assert cli.api_key.encode() not in data, path
             assert wrong.encode() not in data, path
+
+
+def test_ctrl_c_records_what_was_acknowledged_and_the_rerun_finishes(
+    tmp_path: Path, emulator: object, api_key: str
+) -> None:
+    project = make_mini_project(tmp_path / "mini", rows=2000, in_flight=2)
+    cli = Cli(project, emulator.url, api_key)  # type: ignore[attr-defined]
+    emulator.add_faults([{"kind": "delay", "path": "/users/track", "seconds": 0.2, "times": 1000}])  # type: ignore[attr-defined]
+    proc = cli.popen("run")
+    deadline = time.time() + 120
+    while time.time() < deadline and workspace(cli.url)["counters"]["objects"]["attributes"]["processed"] < 450:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "Interrupted" in stderr
+    history = json.loads(cli("history", "--output", "json").stdout)
+    assert history[0]["status"] == "error" and history[0]["message"] == "interrupted"
+    assert 0 < history[0]["inserted"] < 2000  # acknowledged batches were recorded
+    emulator.clear_faults()  # type: ignore[attr-defined]
+    rerun = json.loads(cli("run", "--output", "json").stdout)["results"][0]
+    assert rerun["inserted"] == 2000 - history[0]["inserted"]  # only what was not acknowledged
+    assert len(workspace(cli.url)["users"]) == 2000
