@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[duckdb]" --group test --group lint
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[duckdb,postgres]" --group test --group lint
 	touch $(STAMP)
 
 demo: install
@@ -29,4 +29,5 @@ bench: install
 	$(BIN)/python benchmarks/bench_attributes.py
 
 clean:
-	rm -rf $(VENV) sample_project/target sample_project/logs sample_project/.dinmo sample_project/*.duckdb
+	rm -rf $(VENV) sample_project/target sample_project/logs sample_project/.dinmo sample_project/*.duckdb \
+		sample_project/dbt_packages sample_project/package-lock.yml

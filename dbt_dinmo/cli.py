@@ -331,6 +331,22 @@ def tui(**kw: Any) -> None:
     load_tui().run_tui(project)
 
 
+@main.command("macros-path")
+def macros_path() -> None:
+    """Print the local path of the `dinmo` dbt package (for packages.yml `local:`)."""
+    click.echo(str(dbt_package_path()))
+
+
+def dbt_package_path() -> Path:
+    """The shipped dbt package: inside the wheel, or the repository root in development."""
+    from importlib.resources import files
+
+    shipped = Path(str(files("dbt_dinmo") / "dbt_package"))
+    if (shipped / "dbt_project.yml").is_file():
+        return shipped
+    return Path(__file__).resolve().parents[1]
+
+
 def load_tui() -> Any:
     """The TUI package: ``dbt_dinmo.tui`` in a wheel, the repository's ``tui/`` in development."""
     import importlib

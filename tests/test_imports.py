@@ -30,3 +30,19 @@ def test_warehouse_module_imports_dbt_lazily() -> None:
     code = "import sys, dbt_dinmo.warehouse; print('dbt' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_macros_path_points_at_the_dinmo_package() -> None:
+    from pathlib import Path
+
+    import yaml
+    from click.testing import CliRunner
+
+    from dbt_dinmo.cli import main
+
+    result = CliRunner().invoke(main, ["macros-path"])
+    assert result.exit_code == 0
+    path = Path(result.output.strip())
+    project = yaml.safe_load((path / "dbt_project.yml").read_text())
+    assert project["name"] == "dinmo"
+    assert (path / "macros").is_dir() and any((path / "macros").rglob("*.sql"))
