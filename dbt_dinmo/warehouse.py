@@ -191,9 +191,16 @@ class Warehouse:
     # -- metadata ----------------------------------------------------------------------------
 
     def columns(self, database: str | None, schema: str, identifier: str) -> list[Column] | None:
-        """Real columns of a relation, or None when it does not exist (model not built)."""
+        """Real columns of a relation, or None when it does not exist (model not built).
+
+        Adapters with a standard ``information_schema`` are asked directly (one small SELECT);
+        others go through dbt's macros, which must be parsed first (about a second).
+        """
         self._check()
         db = database if database is not None else self.database
+        if self.adapter_type in _INFORMATION_SCHEMA_ADAPTERS:
+            with contextlib.suppress(WarehouseError):
+                return self._information_schema_columns(db, schema, identifier)
         self._session.ensure_macros()  # parsed on first use: stream() does not need macros
         try:
             relation = self._adapter.get_relation(db, schema, identifier)
@@ -209,6 +216,25 @@ class Warehouse:
         if relation is None:
             return None
         return [Column(str(c.name), _type_name(c)) for c in cols]
+
+    def _information_schema_columns(
+        self, database: str | None, schema: str, identifier: str
+    ) -> list[Column] | None:
+        def lit(text: str) -> str:
+            return "'" + text.lower().replace("'", "''") + "'"
+
+        where = f"lower(table_schema) = {lit(schema)} and lower(table_name) = {lit(identifier)}"
+        if database:
+            where += f" and lower(table_catalog) = {lit(database)}"
+        sql = (
+            "select column_name, data_type from information_schema.columns "
+            f"where {where} order by ordinal_position"
+        )
+        rows = [row for batch in self.stream(sql, 10_000) for row in batch.to_pylist()]
+        if not rows:
+            return None
+        values = [list(row.values()) for row in rows]
+        return [Column(str(name), str(data_type)) for name, data_type in values]
 
     def quote(self, name: str) -> str:
         """Quote an identifier the way the adapter does."""
@@ -509,6 +535,9 @@ def _round_decimals(values: list[Any], scale: int) -> list[Any]:
 
 # One open Warehouse per process: dbt's flags, adapter factory and invocation context are
 # process-wide.
+# Adapters whose information_schema.columns answers column lookups without dbt's macros.
+_INFORMATION_SCHEMA_ADAPTERS = frozenset({"duckdb", "postgres", "redshift", "snowflake"})
+
 _slot_lock = threading.Lock()
 _open: Warehouse | None = None
 
