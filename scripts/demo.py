@@ -42,6 +42,9 @@ def main() -> int:
     port = free_port(int(env.get("DINMO_DEMO_PORT", "4010")))
     url = f"http://127.0.0.1:{port}"
     env["BRAZE_REST_URL"] = url
+    if (PROJECT / "packages.yml").exists():  # the dinmo dbt package, from this repository
+        print("== dbt deps (sample_project) ==", flush=True)
+        subprocess.run([str(BIN / "dbt"), "deps", "--quiet"], cwd=PROJECT, env=env, check=True)
     print("== dbt build (sample_project) ==", flush=True)
     subprocess.run(
         [str(BIN / "dbt"), "build", "--profiles-dir", ".", "--quiet"], cwd=PROJECT, env=env, check=True
