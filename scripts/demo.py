@@ -23,6 +23,7 @@ DEMO_KEY = "demo-local-key"  # a key for the local emulator only
 
 def free_port(preferred: int) -> int:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the emulator binds: TIME_WAIT is fine
         try:
             s.bind(("127.0.0.1", preferred))
             return preferred
