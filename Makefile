@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 lint: install
-	$(BIN)/ruff check dbt_dinmo tests scripts benchmarks
+	$(BIN)/ruff check dbt_dinmo tui tests scripts benchmarks
 	$(BIN)/mypy
 
 test: install lint
