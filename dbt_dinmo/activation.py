@@ -7,6 +7,7 @@ expected and how to fix it. Checks that need the warehouse (real columns, built 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,24 +16,60 @@ from dbt_dinmo.config import Destination, DinmoConfig
 from dbt_dinmo.errors import Problem
 from dbt_dinmo.manifest import Exposure, Manifest, ModelNode
 
-SyncMode = Literal["update", "upsert", "mirror"]
+SyncMode = Literal["update", "upsert", "mirror", "append"]
 IdentifierType = Literal["external_id", "braze_id", "user_alias"]
 
-SERVICES = ("user_attributes",)
-PLANNED_SERVICES = ("custom_events", "purchases", "subscription_status", "user_lists")
+EVENT_SERVICES = ("custom_events", "purchases")
+SERVICES = ("user_attributes", *EVENT_SERVICES)
+PLANNED_SERVICES = ("subscription_status", "user_lists")
+# What a user may write under sync_mode (event services are append-only: "append", implied).
 SYNC_MODES: tuple[SyncMode, ...] = ("update", "upsert", "mirror")
 IDENTIFIER_TYPES: tuple[IdentifierType, ...] = ("external_id", "braze_id", "user_alias")
 NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
-KNOWN_KEYS = {
-    "destination",
-    "service",
-    "sync_mode",
-    "identifier",
-    "mapping",
-    "max_deletes",
-    "schedule",
-    "description",
+COMMON_KEYS = {"destination", "service", "identifier", "schedule", "description"}
+ATTRIBUTE_KEYS = {"sync_mode", "mapping", "max_deletes"}
+EVENT_KEYS = {"event_time", "event_id", "properties", "cursor", "lookback", "backfill"}
+CUSTOM_EVENT_KEYS = {"event_name"}
+PURCHASE_KEYS = {"product_id", "price", "currency", "quantity"}
+KNOWN_KEYS = COMMON_KEYS | ATTRIBUTE_KEYS | EVENT_KEYS | CUSTOM_EVENT_KEYS | PURCHASE_KEYS
+SERVICE_KEYS = {
+    "user_attributes": COMMON_KEYS | ATTRIBUTE_KEYS,
+    "custom_events": COMMON_KEYS | EVENT_KEYS | CUSTOM_EVENT_KEYS,
+    "purchases": COMMON_KEYS | EVENT_KEYS | PURCHASE_KEYS,
 }
+_MISPLACED_FIX = {
+    "sync_mode": "events are append-only: each row is sent once and never updated",
+    "mapping": "name event properties under properties: {column: property_name}",
+    "max_deletes": "events are never deleted",
+}
+# Event and purchase property names Braze reserves (braze-api.md 3.8).
+RESERVED_PROPERTIES = {"time", "event_name"}
+MAX_NAME = 255
+_DURATION_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+}
+_LOOKBACK_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]+)?$")
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
 # Keys Braze reads as identifiers or flags: never valid as a mapped attribute name.
 RESERVED_ATTRIBUTES = {
     "external_id",
@@ -75,6 +112,49 @@ class MaxDeletes:
 
 
 @dataclass(frozen=True)
+class Lookback:
+    """How far before the last acknowledged cursor a run starts reading.
+
+    A duration (``"3 days"``: ``seconds`` set) for timestamp and date cursors, or a plain number
+    (``amount`` set) for numeric cursors. ``0`` suits both.
+    """
+
+    text: str = "0"
+    seconds: float | None = 0.0
+    amount: float | None = 0.0
+
+    @property
+    def is_zero(self) -> bool:
+        """True when there is no lookback at all."""
+        return not self.seconds and not self.amount
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """The event part of a ``custom_events`` or ``purchases`` activation (real column names
+    are resolved against the warehouse later, see :class:`dbt_dinmo.project.ResolvedColumns`)."""
+
+    event_time: str
+    event_id: str | None = None
+    event_name: str | None = None  # custom_events
+    cursor: str | None = None
+    lookback: Lookback = Lookback()
+    # True: the first run sends history; False: it marks existing rows as sent; a datetime (UTC):
+    # events before it are never sent (marked as sent whenever they are seen).
+    backfill: bool | dt.datetime = True
+    product_id: str | None = None  # purchases
+    price: str | None = None
+    currency_column: str | None = None
+    currency_value: str | None = None
+    quantity: str | None = None
+
+    @property
+    def is_purchase(self) -> bool:
+        """True for the purchases service."""
+        return self.product_id is not None
+
+
+@dataclass(frozen=True)
 class Activation:
     """One activation: a model's rows sent to a Braze destination by one service."""
 
@@ -89,17 +169,44 @@ class Activation:
     mapping: tuple[tuple[str, str], ...]  # (model column, Braze attribute), in declared order
     max_deletes: MaxDeletes
     schedule: str | None
+    events: EventSpec | None = None  # set for custom_events and purchases
 
     @property
     def attributes(self) -> tuple[str, ...]:
-        """The Braze attribute names, in mapping order."""
+        """The Braze attribute names (event services: property names), in mapping order."""
         return tuple(attr for _, attr in self.mapping)
 
     @property
+    def is_event(self) -> bool:
+        """True for the custom_events and purchases services."""
+        return self.events is not None
+
+    @property
+    def mapping_key(self) -> str:
+        """The contract key holding the column -> name pairs."""
+        return "properties" if self.is_event else "mapping"
+
+    @property
     def identity(self) -> str:
-        """What the synced state depends on besides the mapping: destination and identifier."""
+        """What the synced state depends on besides the mapping.
+
+        Attributes: destination and identifier. Events: destination, service and event name (the
+        identifier column may change without making every sent event look new).
+        """
+        if self.events is not None:
+            return f"{self.destination.identity}|{self.service}|{self.events.event_name or ''}"
         ident = self.identifier
         return f"{self.destination.identity}|{ident.type}|{ident.column}|{ident.alias_label or ''}"
+
+    def role_columns(self) -> list[tuple[str, str, str]]:
+        """Columns besides the identifier and the mapping: (role, column, contract key)."""
+        ev = self.events
+        if ev is None:
+            return []
+        roles = [("event_time", ev.event_time), ("event_id", ev.event_id), ("cursor", ev.cursor)]
+        roles += [("product_id", ev.product_id), ("price", ev.price)]
+        roles += [("currency", ev.currency_column), ("quantity", ev.quantity)]
+        return [(role, col, f"{META}.{role}") for role, col in roles if col]
 
 
 def parse_activations(manifest: Manifest, config: DinmoConfig) -> tuple[list[Activation], list[Problem]]:
@@ -137,20 +244,27 @@ def parse_activation(
             f"is {exposure.type!r}; activations must be 'application'.",
             "set type: application.",
         )
+    service = meta.get("service")
     for key in meta:
         if key not in KNOWN_KEYS:
             problem(f"{META}.{key}", "unknown key.", f"known keys: {', '.join(sorted(KNOWN_KEYS))}.")
+        elif service in SERVICE_KEYS and key not in SERVICE_KEYS[service]:
+            fix = _MISPLACED_FIX.get(key) if service in EVENT_SERVICES else None
+            problem(
+                f"{META}.{key}",
+                f"does not apply to service {service}.",
+                f"remove it; {fix or service + ' takes: ' + ', '.join(sorted(SERVICE_KEYS[service]))}.",
+            )
 
     model = _single_model(exposure, manifest, problem)
     destination = _destination(meta, config, problem, problems)
-    service = meta.get("service")
     if service is None:
-        problem(f"{META}.service", "is missing.", "add service: user_attributes.")
+        problem(f"{META}.service", "is missing.", f"add service: one of {', '.join(SERVICES)}.")
     elif service in PLANNED_SERVICES:
         problem(
             f"{META}.service",
             f"service {service!r} is not available in this version of dbt-dinmo.",
-            "upgrade dbt-dinmo, or use service: user_attributes.",
+            f"upgrade dbt-dinmo, or use one of: {', '.join(SERVICES)}.",
         )
     elif service not in SERVICES:
         problem(
@@ -158,25 +272,7 @@ def parse_activation(
             f"unknown service {service!r}.",
             f"use one of: {', '.join(SERVICES)}.",
         )
-
-    sync_mode = meta.get("sync_mode", "upsert")
-    if sync_mode not in SYNC_MODES:
-        problem(
-            f"{META}.sync_mode",
-            f"unknown sync mode {sync_mode!r}.",
-            "use update, upsert or mirror.",
-        )
     identifier = _identifier(meta.get("identifier"), problem)
-    if identifier and identifier.type == "braze_id" and sync_mode in ("upsert", "mirror"):
-        problem(
-            f"{META}.sync_mode",
-            f"{sync_mode} needs to create users, but a braze_id identifier can only update them.",
-            "use sync_mode: update, or identify users by external_id.",
-        )
-    mapping = _mapping(meta.get("mapping"), problem)
-    max_deletes = _max_deletes(meta.get("max_deletes", DEFAULT_MAX_DELETES), problem)
-    if "max_deletes" in meta and sync_mode != "mirror":
-        problem(f"{META}.max_deletes", "only applies to sync_mode: mirror.", "remove it or use mirror.")
     schedule = meta.get("schedule")
     if schedule is not None:
         schedule = str(schedule)
@@ -186,9 +282,35 @@ def parse_activation(
                 f"{schedule!r} is not a cron expression or alias.",
                 "use e.g. '*/15 * * * *' or '@hourly'.",
             )
+
+    events: EventSpec | None = None
+    max_deletes: MaxDeletes | None = MaxDeletes(percent=10.0)
+    if service in EVENT_SERVICES:
+        sync_mode: Any = "append"
+        events, mapping = _event_spec(str(service), meta, problem)
+    else:
+        sync_mode = meta.get("sync_mode", "upsert")
+        if sync_mode not in SYNC_MODES:
+            problem(
+                f"{META}.sync_mode",
+                f"unknown sync mode {sync_mode!r}.",
+                "use update, upsert or mirror.",
+            )
+        if identifier and identifier.type == "braze_id" and sync_mode in ("upsert", "mirror"):
+            problem(
+                f"{META}.sync_mode",
+                f"{sync_mode} needs to create users, but a braze_id identifier can only update them.",
+                "use sync_mode: update, or identify users by external_id.",
+            )
+        mapping = _mapping(meta.get("mapping"), problem)
+        max_deletes = _max_deletes(meta.get("max_deletes", DEFAULT_MAX_DELETES), problem)
+        if "max_deletes" in meta and sync_mode != "mirror":
+            problem(f"{META}.max_deletes", "only applies to sync_mode: mirror.", "remove it or use mirror.")
+        if sync_mode not in SYNC_MODES:
+            return None, problems
     if model is None or destination is None or identifier is None or mapping is None:
         return None, problems
-    if sync_mode not in SYNC_MODES or service not in SERVICES:
+    if service not in SERVICES or (service in EVENT_SERVICES and events is None):
         return None, problems
     return (
         Activation(
@@ -203,9 +325,205 @@ def parse_activation(
             mapping=mapping,
             max_deletes=max_deletes or MaxDeletes(percent=10.0),
             schedule=schedule,
+            events=events,
         ),
         problems,
     )
+
+
+def _column(meta: dict[str, Any], key: str, problem: Any, *, required: bool, example: str) -> str | None:
+    """A contract key naming one model column (``key: col`` or ``key: {column: col}``)."""
+    raw = meta.get(key)
+    if isinstance(raw, dict) and set(raw) == {"column"}:
+        raw = raw["column"]
+    if raw is None or raw == "":
+        if required:
+            problem(f"{META}.{key}", "is missing.", f"add {key}: <column>, e.g. {key}: {example}.")
+        return None
+    if not isinstance(raw, str):
+        problem(f"{META}.{key}", f"must name a model column, got {raw!r}.", f"e.g. {key}: {example}.")
+        return None
+    return raw
+
+
+def _event_spec(
+    service: str, meta: dict[str, Any], problem: Any
+) -> tuple[EventSpec | None, tuple[tuple[str, str], ...] | None]:
+    """Parse the keys of a custom_events or purchases activation; (spec, properties)."""
+    ok = True
+    name: str | None = None
+    if service == "custom_events":
+        raw_name = meta.get("event_name")
+        if not isinstance(raw_name, str) or not raw_name.strip():
+            problem(
+                f"{META}.event_name",
+                "is missing." if raw_name is None else f"must be a non-empty string, got {raw_name!r}.",
+                "add event_name: <the event's name in Braze>, e.g. event_name: order_placed.",
+            )
+            ok = False
+        elif len(raw_name) > MAX_NAME:
+            problem(f"{META}.event_name", f"is over {MAX_NAME} characters.", "use a shorter event name.")
+            ok = False
+        else:
+            name = raw_name
+    event_time = _column(meta, "event_time", problem, required=True, example="ordered_at")
+    event_id = _column(meta, "event_id", problem, required=False, example="order_id")
+    cursor = _column(meta, "cursor", problem, required=False, example="ordered_at")
+    lookback = _lookback(meta.get("lookback"), problem)
+    if "lookback" in meta and cursor is None:
+        problem(f"{META}.lookback", "only applies with a cursor.", "add cursor: <column> or remove it.")
+    backfill = _backfill(meta.get("backfill", True), problem)
+    properties = _properties(meta.get("properties"), problem)
+    spec_kw: dict[str, Any] = {}
+    if service == "purchases":
+        product_id = _column(meta, "product_id", problem, required=True, example="product_sku")
+        price = _column(meta, "price", problem, required=True, example="unit_price")
+        quantity = _column(meta, "quantity", problem, required=False, example="quantity")
+        currency_column, currency_value, currency_ok = _currency(meta.get("currency"), problem)
+        ok = ok and product_id is not None and price is not None and currency_ok
+        spec_kw = {
+            "product_id": product_id,
+            "price": price,
+            "quantity": quantity,
+            "currency_column": currency_column,
+            "currency_value": currency_value,
+        }
+    if not ok or event_time is None or lookback is None or backfill is None or properties is None:
+        return None, properties
+    spec = EventSpec(
+        event_time=event_time,
+        event_id=event_id,
+        event_name=name,
+        cursor=cursor,
+        lookback=lookback,
+        backfill=backfill,
+        **spec_kw,
+    )
+    return spec, properties
+
+
+def _currency(raw: Any, problem: Any) -> tuple[str | None, str | None, bool]:
+    """``{value: USD}`` (a literal) or a column name; (column, value, ok)."""
+    key = f"{META}.currency"
+    fix = "use currency: {value: USD} for one currency, or currency: <column> holding ISO 4217 codes."
+    if raw is None:
+        problem(key, "is missing.", fix)
+        return None, None, False
+    if isinstance(raw, dict):
+        if set(raw) == {"value"}:
+            value = str(raw["value"] or "")
+            if not _CURRENCY_RE.match(value):
+                problem(key, f"{value!r} is not a three-letter ISO 4217 code.", "e.g. {value: EUR}.")
+                return None, None, False
+            return None, value.upper(), True
+        if set(raw) == {"column"} and isinstance(raw["column"], str) and raw["column"]:
+            return raw["column"], None, True
+        problem(key, f"must be {{value: <code>}} or a column name, got {raw!r}.", fix)
+        return None, None, False
+    if isinstance(raw, str) and raw:
+        return raw, None, True
+    problem(key, f"must be {{value: <code>}} or a column name, got {raw!r}.", fix)
+    return None, None, False
+
+
+def _properties(raw: Any, problem: Any) -> tuple[tuple[str, str], ...] | None:
+    """``properties: {column: property_name}`` (optional), with Braze's naming rules."""
+    key = f"{META}.properties"
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        problem(key, "must map model columns to property names.", "e.g. properties: {amount: order_total}.")
+        return None
+    pairs: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for column, prop in raw.items():
+        name = str(prop) if prop is not None else ""
+        where = f"{key}.{column}"
+        if not name:
+            problem(where, "has no property name.", "write column: property_name.")
+            continue
+        if name.startswith("$") or len(name) > MAX_NAME:
+            problem(
+                where,
+                f"{name!r} is not a valid Braze property name.",
+                f"use 1-{MAX_NAME} characters, not starting with '$'.",
+            )
+        elif name in RESERVED_PROPERTIES:
+            problem(where, f"{name!r} is reserved by Braze for events.", "map the column to another name.")
+        if name in seen:
+            problem(where, f"property {name!r} is already mapped from {seen[name]!r}.", "map each once.")
+        seen[name] = str(column)
+        pairs.append((str(column), name))
+    return tuple(pairs)
+
+
+def parse_lookback(raw: Any) -> Lookback:
+    """``"3 days"``, ``"12 hours"``, ``"90 minutes"``, ``"30s"`` or a plain number; ValueError else."""
+    if isinstance(raw, bool):
+        raise ValueError
+    if isinstance(raw, int | float):
+        if raw < 0:
+            raise ValueError
+        return Lookback(str(raw), 0.0 if raw == 0 else None, float(raw))
+    text = str(raw).strip().lower()
+    match = _LOOKBACK_RE.match(text)
+    if match is None:
+        raise ValueError
+    amount = float(match.group(1))
+    unit = match.group(2)
+    if unit is None:
+        return Lookback(str(raw), 0.0 if amount == 0 else None, amount)
+    if unit not in _DURATION_UNITS:
+        raise ValueError
+    return Lookback(str(raw), amount * _DURATION_UNITS[unit], None)
+
+
+def _lookback(raw: Any, problem: Any) -> Lookback | None:
+    if raw is None:
+        return Lookback()
+    try:
+        return parse_lookback(raw)
+    except ValueError:
+        problem(
+            f"{META}.lookback",
+            f"{raw!r} is neither a duration nor a number.",
+            "use e.g. '3 days', '12 hours' or '90 minutes' (a number for numeric cursors).",
+        )
+        return None
+
+
+def parse_backfill(raw: Any) -> bool | dt.datetime:
+    """``true``, ``false`` or a date / ISO-8601 time (UTC when naive); ValueError else."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, dt.datetime):
+        value = raw
+    elif isinstance(raw, dt.date):
+        value = dt.datetime(raw.year, raw.month, raw.day)
+    else:
+        text = str(raw).strip()
+        if text.lower() in ("true", "yes"):
+            return True
+        if text.lower() in ("false", "no"):
+            return False
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _backfill(raw: Any, problem: Any) -> bool | dt.datetime | None:
+    try:
+        return parse_backfill(raw)
+    except ValueError:
+        problem(
+            f"{META}.backfill",
+            f"{raw!r} is neither true, false nor a date.",
+            "use true (send history), false (send only rows that appear later) or a date like 2024-01-01.",
+        )
+        return None
 
 
 def _single_model(exposure: Exposure, manifest: Manifest, problem: Any) -> ModelNode | None:

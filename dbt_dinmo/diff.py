@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from dbt_dinmo._duck import arrow_reader, arrow_table
 from dbt_dinmo.state import ActivationState, StateStore, attribute_column
+
+if TYPE_CHECKING:
+    import duckdb
 
 SRC = "__src"
 CHANGES = "__changes"
@@ -40,9 +44,18 @@ class DiffCounts:
 class Diff:
     """Loads a model's rows and compares them with one activation's state."""
 
-    def __init__(self, store: StateStore, state: ActivationState, *, full_refresh: bool = False):
+    def __init__(
+        self,
+        store: StateStore,
+        state: ActivationState,
+        *,
+        full_refresh: bool = False,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ):
         self.store = store
-        self.con = store.con
+        # Temporary tables and the streamed changes live on this connection (default: the
+        # store's own); a separate cursor lets several diffs stay open at once.
+        self.con = con if con is not None else store.con
         self.state = state
         self.full_refresh = full_refresh
         self.attr_cols = [attribute_column(a) for a in state.attributes]

@@ -41,8 +41,9 @@ class ResolvedColumns:
     """The real (warehouse) names of an activation's identifier and mapped columns."""
 
     identifier: str
-    mapped: list[str]
-    declared_types: dict[str, str] = field(default_factory=dict)
+    mapped: list[str]  # mapping (attributes) or properties (events), in contract order
+    declared_types: dict[str, str] = field(default_factory=dict)  # lower-cased name -> type
+    roles: dict[str, str] = field(default_factory=dict)  # events: event_time, event_id, cursor, ...
 
 
 class Project:
@@ -179,11 +180,18 @@ class Project:
                 return found.name
 
             ident = real(activation.identifier.column, "config.meta.dinmo.identifier.column")
-            mapped = [real(col, f"config.meta.dinmo.mapping.{col}") for col, _ in activation.mapping]
-            if ident is None or any(m is None for m in mapped):
+            key = activation.mapping_key
+            mapped = [real(col, f"config.meta.dinmo.{key}.{col}") for col, _ in activation.mapping]
+            roles = {role: real(col, k) for role, col, k in activation.role_columns()}
+            if ident is None or any(m is None for m in mapped) or any(r is None for r in roles.values()):
                 continue
             declared = {c.name.lower(): c.data_type for c in columns}
-            resolved[activation.name] = ResolvedColumns(ident, [m for m in mapped if m is not None], declared)
+            resolved[activation.name] = ResolvedColumns(
+                ident,
+                [m for m in mapped if m is not None],
+                declared,
+                {role: r for role, r in roles.items() if r is not None},
+            )
         if problems:
             raise ConfigError(problems)
         return resolved

@@ -107,7 +107,7 @@ def _counts_table(title: str, results: Sequence[ActivationResult], plan: bool) -
         table.add_column(col, justify="right")
     if not plan:
         table.add_column("retried", justify="right")
-    table.add_column("attr. writes", justify="right")
+    table.add_column("data points", justify="right")
     table.add_column("requests", justify="right")
     for r in results:
         delete = f"{r.deleted}" + (f" (+{r.deletes_blocked} blocked)" if r.deletes_blocked else "")

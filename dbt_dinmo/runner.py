@@ -1,7 +1,19 @@
 """The runner: the one API the CLI and the TUI drive.
 
 ``plan`` and ``run`` share every step (select, validate, read, diff, build payloads); ``run``
-then sends under the rate limiter and journals what Braze acknowledged, batch by batch.
+then sends under the rate limiter and journals what Braze acknowledged, batch by batch. Each
+service's own work lives in a :class:`~dbt_dinmo.service.ServiceSync` subclass
+(:mod:`dbt_dinmo.attribute_service`, :mod:`dbt_dinmo.event_service`); this module orchestrates.
+
+Shared requests. The activations of one destination are read and diffed first, one after the
+other; then their ``/users/track`` objects are packed into shared requests in *rounds*: each
+round sends one attribute activation's objects interleaved with the objects of every event and
+purchase activation of the destination (so a request carries up to 75 attributes, 75 events and
+75 purchases under the ``75_per_array`` rule), and ends when that attribute activation has sent
+everything (then its mirror deletions run). A last round sends the events left. Attribute
+activations never share a round: two requests in flight writing the same user's attributes can
+overwrite each other in Braze (braze-api.md 3.10), while events only append. A request that
+carried several activations' objects counts in the ``requests`` of each of them.
 """
 
 from __future__ import annotations
@@ -10,31 +22,32 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from dbt_dinmo.activation import Activation
-from dbt_dinmo.attributes import (
-    AttributeObjects,
-    Rejection,
-    RowRef,
-    delete_kwargs,
-    deleted_refs,
-    journal_rows,
-    rejection_table,
+from dbt_dinmo.attribute_service import AttributeSync
+from dbt_dinmo.braze import (
+    BatchResult,
+    BatchRule,
+    BrazeClient,
+    PreparedObject,
+    RateLimits,
+    TrackBatch,
+    TrackPacker,
 )
-from dbt_dinmo.braze import BatchResult, BatchRule, BrazeClient, RateLimits, pack
 from dbt_dinmo.config import Destination
-from dbt_dinmo.diff import Diff
-from dbt_dinmo.errors import BrazeError, DinmoError, WarehouseError
+from dbt_dinmo.errors import DinmoError
+from dbt_dinmo.event_service import EventSync
 from dbt_dinmo.gating import is_due, load_build_status, next_due
 from dbt_dinmo.project import Project, ResolvedColumns
 from dbt_dinmo.reporting import NullReporter, Reporter
-from dbt_dinmo.results import ERROR, PARTIAL, SKIPPED, SUCCESS, ActivationResult, RunResult
-from dbt_dinmo.state import ActivationState, RunLock, StateStore
+from dbt_dinmo.results import ERROR, SKIPPED, ActivationResult, RunResult
+from dbt_dinmo.service import DELETE_BATCH, REJECTION_SAMPLE, ServiceSync
+from dbt_dinmo.state import RunLock, StateStore
 
 if TYPE_CHECKING:
     from dbt_dinmo.warehouse import Warehouse
@@ -42,8 +55,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[Destination], BrazeClient]
-DELETE_BATCH = 50
-REJECTION_SAMPLE = 200
+__all__ = [
+    "DELETE_BATCH",
+    "REJECTION_SAMPLE",
+    "ClientFactory",
+    "RunOptions",
+    "Runner",
+    "default_client",
+]
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,7 @@ class RunOptions:
     ignore_dbt_failures: bool = False
     now: dt.datetime | None = None  # the clock, for schedules (tests)
     run_id: str | None = None  # default: a new UUID (the CLI passes its log invocation id)
+    share_requests: bool = True  # pack a destination's activations into shared requests
 
 
 def default_client(destination: Destination) -> BrazeClient:
@@ -71,6 +91,12 @@ def default_client(destination: Destination) -> BrazeClient:
         timeout=destination.timeout,
         max_connections=max(destination.max_in_flight * 2, 4),
     )
+
+
+def service_sync(activation: Activation, *args: Any) -> ServiceSync:
+    """The sync implementing an activation's service."""
+    cls = EventSync if activation.is_event else AttributeSync
+    return cls(activation, *args)
 
 
 class Runner:
@@ -151,48 +177,132 @@ class Runner:
             log.warning("%s may be stale: %s.", build.path, build.stale)
         now = options.now or dt.datetime.now(dt.timezone.utc)
         last_started = store.last_started()
+        groups: dict[str, list[ServiceSync]] = {}
+        for activation in activations:
+            if not (dry_run or options.all_activations) and not is_due(
+                activation.schedule, last_started.get(activation.name), now
+            ):
+                due = next_due(activation.schedule, last_started.get(activation.name))
+                run.not_due.append((activation.name, due))
+                continue
+            res = _new_result(activation)
+            run.results.append(res)
+            blockers = (
+                []
+                if build is None or options.ignore_dbt_failures
+                else (build.blockers(self.project.manifest, activation.model.unique_id))
+            )
+            if blockers:
+                self._skip(store, run, res, blockers, dry_run)
+                continue
+            client = None
+            if not dry_run:
+                name = activation.destination.name
+                if name not in clients:
+                    clients[name] = self.client_factory(activation.destination)
+                client = clients[name]
+            sync = service_sync(
+                activation, resolved[activation.name], store, wh, client, options, res, self.reporter
+            )
+            # Without sharing, each activation is its own group: read, send, close in turn.
+            key = activation.destination.name if options.share_requests else activation.name
+            groups.setdefault(key, []).append(sync)
         try:
-            for activation in activations:
-                if not (dry_run or options.all_activations) and not is_due(
-                    activation.schedule, last_started.get(activation.name), now
-                ):
-                    due = next_due(activation.schedule, last_started.get(activation.name))
-                    run.not_due.append((activation.name, due))
-                    continue
-                res = _new_result(activation)
-                run.results.append(res)
-                blockers = (
-                    []
-                    if build is None or options.ignore_dbt_failures
-                    else (build.blockers(self.project.manifest, activation.model.unique_id))
-                )
-                if blockers:
-                    self._skip(store, run, res, blockers, dry_run)
-                    continue
-                client = None
-                if not dry_run:
-                    name = activation.destination.name
-                    if name not in clients:
-                        clients[name] = self.client_factory(activation.destination)
-                    client = clients[name]
-                sync = _ActivationSync(
-                    activation, resolved[activation.name], store, wh, client, options, res, self.reporter
-                )
-                try:
-                    await sync.execute(dry_run)
-                except (BrazeError, WarehouseError) as exc:
-                    res.status, res.message = ERROR, str(exc)
-                except (KeyboardInterrupt, asyncio.CancelledError):
-                    res.status, res.message = ERROR, "interrupted"
-                    raise
-                finally:
-                    res.finished_at = dt.datetime.now(dt.timezone.utc)
-                    if not dry_run:
-                        sync.record(run.run_id)
-                    self.reporter.activation_finished(res)
+            for syncs in groups.values():
+                await self._run_group(syncs, run, dry_run)
         finally:
             for client in clients.values():
                 await client.aclose()
+
+    async def _run_group(self, syncs: list[ServiceSync], run: RunResult, dry_run: bool) -> None:
+        """Plan or run the activations of one destination (see the module docstring)."""
+        try:
+            live: list[ServiceSync] = []
+            for sync in syncs:
+                if _attempt(sync, sync.prepare, dry_run):
+                    live.append(sync)
+                else:
+                    self._finish(sync, run, dry_run)
+            if dry_run:
+                for sync in live:
+                    self._finish(sync, run, dry_run)
+                return
+            sender = _SharedSender(live)
+            riders = [s for s in live if s.kind != "attributes"]
+            for lead in [s for s in live if s.kind == "attributes"]:
+                if await self._round(sender, lead, [r for r in riders if not r.stopped]):
+                    try:
+                        await lead.after_send()
+                    except DinmoError as exc:
+                        lead.res.status, lead.res.message = ERROR, str(exc)
+                self._finish(lead, run, dry_run)
+            remaining = [r for r in riders if not r.stopped]
+            if remaining:
+                await self._round(sender, None, remaining)
+            for sync in riders:
+                self._finish(sync, run, dry_run)
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+            for sync in syncs:
+                if not sync.done:
+                    sync.res.status = ERROR
+                    sync.res.message = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
+                    self._finish(sync, run, dry_run)
+            raise
+
+    def _finish(self, sync: ServiceSync, run: RunResult, dry_run: bool) -> None:
+        """Close, record and report one activation (once)."""
+        if sync.done:
+            return
+        res = sync.res
+        try:
+            sync.close(dry_run)
+        except DinmoError as exc:
+            res.status, res.message = ERROR, str(exc)
+        finally:
+            res.finished_at = dt.datetime.now(dt.timezone.utc)
+            if not dry_run:
+                sync.record(run.run_id)
+            self.reporter.activation_finished(res)
+
+    async def _round(
+        self, sender: _SharedSender, lead: ServiceSync | None, riders: list[ServiceSync]
+    ) -> bool:
+        """Send ``lead``'s objects with the riders' interleaved, until ``lead`` is done (without a
+        lead: until the riders are). Returns False when the send stopped on an error: every member
+        is then marked failed and sends nothing more this run (what Braze acknowledged before the
+        error is journaled all the same)."""
+        members = ([lead] if lead is not None else []) + riders
+        client = members[0].client
+        assert client is not None
+        for m in members:
+            if not m.sending:
+                m.sending = True
+                self.reporter.activation_started(m.a, "sending")
+        destination = members[0].a.destination
+        total = sum(max(m.total - m.sent, 0) for m in members)
+        done = [0]
+
+        def on_result(result: BatchResult) -> None:
+            sender.dispatch(result)
+            done[0] += len(result.accepted) + len(result.rejected)
+            self.reporter.progress(members[0].a, done[0], total)
+
+        try:
+            summary = await client.send_track_batches(
+                sender.batches(lead, riders), on_result, max_in_flight=destination.max_in_flight
+            )
+        except DinmoError as exc:
+            sender.flush()
+            sender.discard()
+            for m in members:
+                m.res.status, m.res.message = ERROR, str(exc)
+                m.stopped = True
+            return False
+        sender.flush()
+        if not sender.tagged:
+            members[0].res.requests += summary.requests
+        return True
 
     def _skip(
         self,
@@ -216,174 +326,6 @@ class Runner:
         self.reporter.activation_finished(res)
 
 
-class _ActivationSync:
-    """One activation's plan or run."""
-
-    def __init__(
-        self,
-        activation: Activation,
-        columns: ResolvedColumns,
-        store: StateStore,
-        wh: Warehouse,
-        client: BrazeClient | None,
-        options: RunOptions,
-        result: ActivationResult,
-        reporter: Reporter,
-    ) -> None:
-        self.a = activation
-        self.columns = columns
-        self.store = store
-        self.wh = wh
-        self.client = client
-        self.options = options
-        self.res = result
-        self.reporter = reporter
-        self.rejections: list[Rejection] = []
-        self.state: ActivationState | None = None
-        self._seq = 0
-        self._sent = 0
-        self._total = 0
-        self._previous_rejections: set[str] = set()
-
-    async def execute(self, dry_run: bool) -> None:
-        a, res, opts = self.a, self.res, self.options
-        self.reporter.activation_started(a, "reading")
-        state = self.store.activation_state(a.name, a.identity, a.attributes, prepare=not dry_run)
-        self.state = state
-        if state.reset_reason:
-            log.warning("%s: starting from an empty state: %s.", a.name, state.reset_reason)
-        self._previous_rejections = self.store.previous_rejections(a.name)
-        diff = Diff(self.store, state, full_refresh=opts.full_refresh)
-        try:
-            read = list(dict.fromkeys([self.columns.identifier, *self.columns.mapped]))
-            diff.load(
-                self.wh.stream_relation(a.model.relation_name or "", read),
-                self.columns.identifier,
-                self.columns.mapped,
-            )
-            counts = diff.compute()
-            res.source_rows, res.unchanged = counts.source_rows, counts.unchanged
-            self.rejections.extend(_rejections(diff.identifier_rejections(a.identifier.column)))
-            res.rejected = counts.null_identifiers + counts.duplicate_rows
-            deletes = counts.deletes if a.sync_mode == "mirror" else 0
-            blocked = self._guard(deletes, counts.synced, counts.valid_rows)
-            builder = AttributeObjects(
-                a, self.columns.declared_types, sample_size=opts.sample_size if dry_run else 0
-            )
-            objects = builder.build(diff.changes())
-            if dry_run:
-                for _ in objects:
-                    pass
-                out = builder.outbox
-                res.inserted, res.updated, res.attribute_writes = out.inserts, out.updates, out.points
-                res.samples = out.samples
-                res.deleted = 0 if blocked else deletes
-                res.planned_deletes = diff.deletes(limit=20) if deletes else []
-                self.rejections.extend(out.rejections)
-                res.rejected += len(out.rejections)
-                res.requests = _estimate_requests(out.objects, a.destination, res.deleted)
-            else:
-                self._total = counts.inserted + counts.updated
-                self.reporter.activation_started(a, "sending")
-                await self._send(objects)
-                self.rejections.extend(builder.outbox.rejections)
-                res.rejected += len(builder.outbox.rejections)
-                if deletes and not blocked:
-                    self.reporter.activation_started(a, "deleting")
-                    await self._delete(diff.deletes())
-        finally:
-            diff.close()
-            if not dry_run and self.state is not None:
-                self.store.fold(self.state)
-        res.rejections = [
-            {"identifier": r.identifier, "reason": r.reason, "origin": r.origin}
-            for r in self.rejections[:REJECTION_SAMPLE]
-        ]
-        if res.status == SUCCESS and (res.rejected or res.failed):
-            res.status = PARTIAL
-            res.message = res.message or f"{res.rejected} rows rejected; they are retried on the next run"
-
-    def _guard(self, deletes: int, synced: int, valid_rows: int) -> bool:
-        """Apply the mirror guard; return True when the deletions are blocked."""
-        if not deletes or self.options.allow_deletes:
-            return False
-        limit = self.a.max_deletes.limit(synced)
-        if valid_rows == 0:
-            why = f"the model returned no rows; refusing to delete all {deletes} synced users"
-        elif deletes > limit:
-            why = (
-                f"{deletes} deletions exceed max_deletes {self.a.max_deletes} "
-                f"({limit} of {synced} synced users)"
-            )
-        else:
-            return False
-        self.res.deletes_blocked = deletes
-        self.res.status = ERROR
-        self.res.message = f"{why}. Check the model, then run with --allow-deletes to pass the guard once."
-        return True
-
-    async def _send(self, objects: Any) -> None:
-        assert self.client is not None
-        rule = BatchRule.parse(self.a.destination.batch_rule)
-        summary = await self.client.send_track_batches(
-            pack(objects, rule), self._on_result, max_in_flight=self.a.destination.max_in_flight
-        )
-        self.res.requests += summary.requests
-
-    def _on_result(self, result: BatchResult) -> None:
-        res = self.res
-        refs = [o.ref for o in result.accepted if isinstance(o.ref, RowRef)]
-        if refs and self.state is not None:
-            self._seq += 1
-            self.store.journal_acks(self.state, journal_rows(self.a, refs, self._seq))
-        for ref in refs:
-            if ref.new and self.a.sync_mode != "update":
-                res.inserted += 1
-            else:
-                res.updated += 1
-            res.attribute_writes += ref.points
-            if ref.identifier in self._previous_rejections:
-                res.retried += 1
-        for obj, message in result.rejected:
-            identifier = obj.ref.identifier if isinstance(obj.ref, RowRef) else None
-            self.rejections.append(Rejection(identifier, message, "braze"))
-            res.rejected += 1
-        res.failed += len(getattr(result, "failed", ()) or ())
-        self._sent += len(result.accepted) + len(result.rejected)
-        self.reporter.progress(self.a, self._sent, self._total)
-
-    async def _delete(self, identifiers: list[str]) -> None:
-        assert self.client is not None
-        assert self.state is not None
-        client, state = self.client, self.state
-        semaphore = asyncio.Semaphore(self.a.destination.max_in_flight)
-        width = len(self.a.attributes)
-
-        async def one(chunk: list[str]) -> None:
-            async with semaphore:
-                await client.delete_users(**delete_kwargs(self.a, chunk))
-            self._seq += 1
-            self.store.journal_acks(
-                state, journal_rows(self.a, deleted_refs(chunk, width), self._seq, op="delete")
-            )
-            self.res.deleted += len(chunk)
-            self.res.requests += 1
-
-        chunks = [identifiers[i : i + DELETE_BATCH] for i in range(0, len(identifiers), DELETE_BATCH)]
-        results = await asyncio.gather(*(one(c) for c in chunks), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-
-    def record(self, run_id: str) -> None:
-        """Store this activation's figures and rejected rows in the history."""
-        try:
-            self.store.record_activation(run_id, self.res.history_row())
-            self.store.record_rejections(run_id, self.a.name, rejection_table(self.rejections))
-        except Exception as exc:  # the history must never hide the sync's own outcome
-            raise DinmoError(f"could not record the run history: {exc}") from exc
-
-
 def _new_result(a: Activation) -> ActivationResult:
     return ActivationResult(
         activation=a.name,
@@ -395,16 +337,144 @@ def _new_result(a: Activation) -> ActivationResult:
     )
 
 
-def _rejections(table: Any) -> list[Rejection]:
-    return [
-        Rejection(row["identifier"], row["reason"], row["origin"], row["detail"]) for row in table.to_pylist()
-    ]
+def _attempt(sync: ServiceSync, step: Callable[[bool], None], dry_run: bool) -> bool:
+    """Run one step; on a dbt-dinmo error, mark the activation failed and return False."""
+    try:
+        step(dry_run)
+    except DinmoError as exc:
+        sync.res.status, sync.res.message = ERROR, str(exc)
+        return False
+    return True
 
 
-def _estimate_requests(objects: int, destination: Destination, deletes: int) -> int:
-    rule = BatchRule.parse(destination.batch_rule)
-    per_request = min(rule.per_array, rule.combined or rule.per_array)
-    return -(-objects // per_request) + -(-deletes // DELETE_BATCH)
+class _SharedSender:
+    """Packs the ``/users/track`` objects of a destination's activations into shared requests.
+
+    One packer lives for the whole run of the destination, so objects left in a partly filled
+    request when a round ends go out at the start of the next round. Objects are tagged with
+    their activation's index (unless the destination has a single activation) so each answer is
+    handed to its owner.
+    """
+
+    def __init__(self, syncs: list[ServiceSync]) -> None:
+        self.syncs = syncs
+        self.tagged = len(syncs) > 1
+        destination = syncs[0].a.destination if syncs else None
+        rule = BatchRule.parse(destination.batch_rule) if destination else BatchRule()
+        self.packer = TrackPacker(rule)
+        self._streams: dict[int, Iterator[PreparedObject]] = {}
+        self._index = {id(s): i for i, s in enumerate(syncs)}
+
+    def _stream(self, sync: ServiceSync) -> Iterator[PreparedObject]:
+        i = self._index[id(sync)]
+        stream = self._streams.get(i)
+        if stream is None:
+            stream = sync.objects() if not self.tagged else _tagged(i, sync.objects())
+            self._streams[i] = stream
+        return stream
+
+    def flush(self) -> None:
+        """Journal every activation's buffered acknowledgements (see ServiceSync.flush)."""
+        for sync in self.syncs:
+            if not sync.done:
+                sync.flush()
+
+    def batches(self, lead: ServiceSync | None, riders: list[ServiceSync]) -> Iterator[TrackBatch]:
+        """Batches for one round: one object of each stream in turn until ``lead`` is exhausted,
+        then riders' objects only until the current request is full (the rest waits for the next
+        round); without a lead, until every rider is exhausted.
+
+        The client pulls a batch only when a request slot is free, after handing over the answers
+        that arrived: every acknowledgement is journaled before the batch is handed out."""
+        packer = self.packer
+        rider_streams = [self._stream(r) for r in riders]
+        if lead is not None:
+            lead_stream = self._stream(lead)
+            for obj in _interleave([lead_stream, *rider_streams], stop_with_first=True):
+                batch = packer.add(obj)
+                if batch is not None:
+                    self.flush()
+                    yield batch
+            for obj in _interleave(rider_streams, stop_with_first=False):
+                batch = packer.add(obj)
+                if batch is not None:
+                    self.flush()
+                    yield batch
+                    return  # a request is full: the riders' next objects wait for the next round
+        else:
+            for obj in _interleave(rider_streams, stop_with_first=False):
+                batch = packer.add(obj)
+                if batch is not None:
+                    self.flush()
+                    yield batch
+        last = packer.flush()  # nothing more can join this request in this round
+        if last is not None:
+            self.flush()
+            yield last
+
+    def dispatch(self, result: BatchResult) -> None:
+        """Hand each activation the outcome of its own objects."""
+        failed = list(getattr(result, "failed", ()) or ())
+        if not self.tagged:
+            self.syncs[0].on_batch(
+                [o.ref for o in result.accepted],
+                [(o.ref, message) for o, message in result.rejected],
+                [(o.ref, message) for o, message in failed],
+            )
+            return
+        buckets: dict[int, tuple[list[Any], list[tuple[Any, str]], list[tuple[Any, str]]]] = {}
+        for o in result.accepted:
+            i, ref = _untag(o)
+            buckets.setdefault(i, ([], [], []))[0].append(ref)
+        for o, message in result.rejected:
+            i, ref = _untag(o)
+            buckets.setdefault(i, ([], [], []))[1].append((ref, message))
+        for o, message in failed:
+            i, ref = _untag(o)
+            buckets.setdefault(i, ([], [], []))[2].append((ref, message))
+        for i, (accepted, rejected, not_applied) in buckets.items():
+            self.syncs[i].on_batch(accepted, rejected, not_applied)
+            self.syncs[i].res.requests += 1
+
+    def discard(self) -> None:
+        """Drop objects waiting in the packer after a failed round (they were never sent)."""
+        self.packer.flush()
+
+
+def _tagged(index: int, objects: Iterator[PreparedObject]) -> Iterator[PreparedObject]:
+    for obj in objects:
+        yield PreparedObject(obj.kind, obj.data, (index, obj.ref))
+
+
+def _untag(obj: PreparedObject) -> tuple[int, Any]:
+    """(activation index, original ref) of an object tagged by :func:`_tagged`."""
+    tag = obj.ref
+    assert isinstance(tag, tuple)
+    return int(tag[0]), tag[1]
+
+
+def _interleave(
+    streams: list[Iterator[PreparedObject]], *, stop_with_first: bool
+) -> Iterator[PreparedObject]:
+    """One object of each stream in turn, so requests mix kinds (and fill several arrays).
+
+    With ``stop_with_first``, ends as soon as the first stream is exhausted (the others are left
+    where they are); otherwise when every stream is.
+    """
+    if len(streams) == 1:
+        yield from streams[0]
+        return
+    active = list(range(len(streams)))
+    while active:
+        for i in list(active):
+            try:
+                obj = next(streams[i])
+            except StopIteration:
+                if i == 0 and stop_with_first:
+                    return
+                active.remove(i)
+                continue
+            yield obj
 
 
 def _args(options: RunOptions) -> dict[str, Any]:

@@ -14,18 +14,22 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from dbt_dinmo.errors import DinmoError, StateLockedError
 
 STATE_FILE = "state.duckdb"
 LOCK_FILE = "run.lock"
+ACK_LOG_DIR = "acks"
+ACK_SYNC_SECONDS = 0.5  # acknowledgement logs are synced to disk at least this often
 SCHEMA_VERSION = "1"
 # Values whose DuckDB hashes are recorded when the store is created; a DuckDB upgrade that changed
 # hash() would make every stored hash meaningless, and this canary notices it.
@@ -48,6 +52,9 @@ CREATE TABLE IF NOT EXISTS run_activations (
 CREATE TABLE IF NOT EXISTS rejected_rows (
     run_id VARCHAR, activation VARCHAR, identifier VARCHAR, reason VARCHAR, origin VARCHAR,
     detail VARCHAR);
+CREATE TABLE IF NOT EXISTS event_marks (
+    activation VARCHAR PRIMARY KEY, scheme VARCHAR, cursor_column VARCHAR, cursor_kind VARCHAR,
+    cursor_value VARCHAR, updated_at TIMESTAMPTZ);
 """
 
 
@@ -56,10 +63,10 @@ def attribute_column(attribute: str) -> str:
     return "a_" + hashlib.sha1(attribute.encode()).hexdigest()[:16]
 
 
-def _table_name(activation: str) -> str:
+def _table_name(activation: str, prefix: str = "st") -> str:
     digest = hashlib.sha1(activation.encode()).hexdigest()[:8]
     safe = "".join(c if c.isalnum() else "_" for c in activation.lower())[:40]
-    return f"st_{safe}_{digest}"
+    return f"{prefix}_{safe}_{digest}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,40 @@ class ActivationState:
     journal: str
     attributes: tuple[str, ...]
     reset_reason: str | None  # why the state was started afresh this run, if it was
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where an event activation's next cursor window starts (before the lookback).
+
+    The lowest cursor of the rows a run read but could not get acknowledged, or, when every row
+    it read is acknowledged, the highest cursor it read. ``value`` is text: epoch microseconds for
+    timestamps, ISO for dates, the number itself otherwise.
+    """
+
+    column: str
+    kind: str  # "timestamp" | "timestamptz" | "date" | "integer" | "number"
+    value: str
+
+
+@dataclass(frozen=True)
+class EventState:
+    """Where one event activation's sent identities live."""
+
+    name: str
+    table: str  # (__id VARCHAR, __sent_at TIMESTAMPTZ): every acknowledged event identity
+    journal: str  # (__id, __seq, __at): recorded as sent without sending (backfill), not yet folded
+    ack_log: Path  # acknowledged identities since the last fold: one JSON array per line
+    reset_reason: str | None  # why the state was started afresh this run, if it was
+    initialized: bool  # a run got past its first pass (what backfill: false keys on)
+    scheme: str | None  # how identities were computed when events were last recorded
+    watermark: Watermark | None
+
+
+def _datasync(fd: int) -> None:
+    """Flush a file's data to disk (``fdatasync`` where the OS has it)."""
+    sync = getattr(os, "fdatasync", None) or os.fsync
+    sync(fd)
 
 
 class RunLock:
@@ -114,6 +155,8 @@ class StateStore:
         self.path = state_dir / STATE_FILE
         self.read_only = read_only
         self._writer_con: duckdb.DuckDBPyConnection | None = None
+        self._ack_logs: dict[Path, int] = {}  # open acknowledgement logs (append-only fds)
+        self._ack_synced = 0.0  # monotonic time of the last sync of an acknowledgement log
         if read_only and not self.path.exists():
             self.con = duckdb.connect(":memory:")
         else:
@@ -138,6 +181,9 @@ class StateStore:
 
     def close(self) -> None:
         """Close the DuckDB connection."""
+        for fd in self._ack_logs.values():
+            os.close(fd)
+        self._ack_logs.clear()
         if self._writer_con is not None:
             self._writer_con.close()
         self.con.close()
@@ -299,6 +345,174 @@ class StateStore:
             self.con.execute("DROP TABLE __j")
         return pending
 
+    # -- event state -----------------------------------------------------------------------
+    def event_state(self, name: str, identity: str, *, prepare: bool = True) -> EventState:
+        """Return (creating when ``prepare``) the sent-identity state of one event activation.
+
+        A changed identity (destination or event name) starts a fresh state. Identities journaled
+        by an interrupted run are folded in first.
+        """
+        table = _table_name(name, "ev")
+        journal = table + "_journal"
+        rows = self.con.execute("SELECT identity FROM activations WHERE name = ?", [name]).fetchall()
+        reset_reason = None
+        if rows and rows[0][0] != identity:
+            reset_reason = "the destination, service or event name changed"
+        marks = self.con.execute(
+            "SELECT scheme, cursor_column, cursor_kind, cursor_value FROM event_marks WHERE activation = ?",
+            [name],
+        ).fetchall()
+        mark = marks[0] if marks and reset_reason is None else None
+        watermark = None
+        if mark is not None and mark[1] and mark[2] and mark[3] is not None:
+            watermark = Watermark(mark[1], mark[2], mark[3])
+        state = EventState(
+            name,
+            table,
+            journal,
+            self.dir / ACK_LOG_DIR / f"{table}.jsonl",
+            reset_reason,
+            mark is not None,
+            mark[0] if mark else None,
+            watermark,
+        )
+        if self.read_only:
+            return state
+        if reset_reason is None:
+            self.fold_events(state)
+        if not prepare:
+            return state
+        now = dt.datetime.now(dt.timezone.utc)
+        with self.transaction():
+            if reset_reason is not None:
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+                self.con.execute(f"DROP TABLE IF EXISTS {journal}")
+                self.con.execute("DELETE FROM event_marks WHERE activation = ?", [name])
+                self._drop_ack_log(state.ack_log)
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} (__id VARCHAR, __sent_at TIMESTAMPTZ)")
+            self.con.execute(
+                f"CREATE TABLE IF NOT EXISTS {journal} (__id VARCHAR, __seq BIGINT, __at TIMESTAMPTZ)"
+            )
+            self.con.execute(
+                "INSERT INTO activations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET identity = excluded.identity, state_table = excluded.state_table, "
+                "attributes = excluded.attributes, updated_at = excluded.updated_at",
+                [name, identity, table, [], now, now],
+            )
+        return state
+
+    def journal_events(self, state: EventState, identities: Sequence[str], seq: int) -> None:
+        """Record acknowledged event identities: one line appended to the activation's
+        acknowledgement log (:meth:`fold_events` moves them into DuckDB).
+
+        A single ``write()`` puts the line in the operating system's hands at once, so the death
+        of the process at any moment (crash, Ctrl-C, ``kill -9``) loses nothing recorded; it costs
+        microseconds where a DuckDB commit costs milliseconds, which matters at one call per
+        acknowledged request. The data is also synced to disk at least every
+        ``ACK_SYNC_SECONDS``, bounding what a power failure could lose (those events would be
+        sent again, never lost)."""
+        fd = self._ack_logs.get(state.ack_log)
+        if fd is None:
+            state.ack_log.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(state.ack_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._ack_logs[state.ack_log] = fd
+        line = orjson.dumps(list(identities)) + b"\n"
+        written = os.write(fd, line)
+        if written != len(line):  # never on a regular file short of a full disk
+            raise DinmoError(f"could not append to {state.ack_log}: disk full?")
+        now = time.monotonic()
+        if now - self._ack_synced >= ACK_SYNC_SECONDS:
+            _datasync(fd)
+            self._ack_synced = now
+
+    def _read_ack_log(self, path: Path) -> list[str]:
+        """Identities in an acknowledgement log; a torn last line (a crash mid-write) is ignored."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        identities: list[str] = []
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            try:
+                identities.extend(str(i) for i in orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue  # only the line being written when the process died can be torn
+        return identities
+
+    def _drop_ack_log(self, path: Path) -> None:
+        fd = self._ack_logs.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def fold_events(self, state: EventState) -> int:
+        """Move the acknowledged (log) and marked (journal table) identities into the sent table,
+        in one transaction; then empty the log. Idempotent: an identity already sent is skipped,
+        so a crash between the commit and the log's removal only folds the same ones again."""
+        if not self.has_table(state.table):
+            return 0
+        acked = self._read_ack_log(state.ack_log)
+        marked = int(self.con.execute(f"SELECT count(*) FROM {state.journal}").fetchall()[0][0])
+        if not acked and not marked:
+            self._drop_ack_log(state.ack_log)
+            return 0
+        t, jn = state.table, state.journal
+        now = dt.datetime.now(dt.timezone.utc)
+        acks = pa.table({"__id": pa.array(acked, type=pa.string())})
+        self.con.register("__eacks", acks)
+        try:
+            with self.transaction():
+                self.con.execute(
+                    f"INSERT INTO {t} (__id, __sent_at) SELECT u.__id, min(u.__at) FROM ("
+                    f"SELECT __id, __at FROM {jn} UNION ALL SELECT __id, ?::TIMESTAMPTZ FROM __eacks"
+                    f") AS u ANTI JOIN {t} AS s ON s.__id = u.__id WHERE u.__id IS NOT NULL GROUP BY u.__id",
+                    [now],
+                )
+                self.con.execute(f"DELETE FROM {jn}")
+        finally:
+            self.con.unregister("__eacks")
+        self._drop_ack_log(state.ack_log)
+        return len(acked) + marked
+
+    def sent_count(self, state: EventState) -> int:
+        """How many event identities this activation has recorded as sent."""
+        if not self.has_table(state.table):
+            return 0
+        return int(self.con.execute(f"SELECT count(*) FROM {state.table}").fetchall()[0][0])
+
+    def set_event_mark(
+        self,
+        state: EventState,
+        scheme: str,
+        watermark: Watermark | None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        """Record that a run completed its pass: the identity scheme and the next window's start."""
+        (con or self.con).execute(
+            "INSERT INTO event_marks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (activation) DO UPDATE SET "
+            "scheme = excluded.scheme, cursor_column = excluded.cursor_column, "
+            "cursor_kind = excluded.cursor_kind, cursor_value = excluded.cursor_value, "
+            "updated_at = excluded.updated_at",
+            [
+                state.name,
+                scheme,
+                watermark.column if watermark else None,
+                watermark.kind if watermark else None,
+                watermark.value if watermark else None,
+                dt.datetime.now(dt.timezone.utc),
+            ],
+        )
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the state database (its own temporary tables and results)."""
+        con = self.con.cursor()
+        with contextlib.suppress(duckdb.Error):
+            con.execute("SET TimeZone = 'UTC'")
+        return con
+
     # -- history ---------------------------------------------------------------------------
     def start_run(self, run_id: str, command: str, args: str) -> None:
         """Record that a run started."""
@@ -337,8 +551,10 @@ class StateStore:
         finally:
             self.con.unregister("__rej")
 
-    def previous_rejections(self, activation: str) -> set[str]:
-        """Identifiers rejected by this activation's latest finished run."""
+    def previous_rejections(self, activation: str, column: str = "identifier") -> set[str]:
+        """Identifiers (or ``detail`` values) rejected by this activation's latest finished run."""
+        if column not in ("identifier", "detail"):
+            raise ValueError(column)
         row = self.con.execute(
             "SELECT run_id FROM run_activations WHERE activation = ? AND status != 'skipped' "
             "ORDER BY started_at DESC LIMIT 1",
@@ -347,8 +563,8 @@ class StateStore:
         if not row:
             return set()
         rows = self.con.execute(
-            "SELECT identifier FROM rejected_rows WHERE run_id = ? AND activation = ? "
-            "AND identifier IS NOT NULL",
+            f"SELECT {column} FROM rejected_rows WHERE run_id = ? AND activation = ? "
+            f"AND {column} IS NOT NULL",
             [row[0][0], activation],
         ).fetchall()
         return {r[0] for r in rows}

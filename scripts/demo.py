@@ -94,7 +94,10 @@ def show_workspace(before: dict, after: dict) -> None:
     sent = _track_requests(after) - _track_requests(before)
     points = _data_points(after) - _data_points(before)
     print("== what the emulator now holds ==")
-    print(f"users: {len(users)}; deleted so far: {counters.get('deletions', 0)}")
+    print(
+        f"users: {len(users)}; events: {counters.get('events', 0)}; purchases: {counters.get('purchases', 0)}; "
+        f"deleted so far: {counters.get('deletions', 0)}"
+    )
     print(f"this run: {sent} /users/track request(s), {points} data point(s)")
     for user in users[:3]:
         attrs = {**user.get("standard_attributes", {}), **user.get("custom_attributes", {})}

@@ -58,7 +58,9 @@ def test_schedule_not_due_is_skipped_and_all_overrides(cli: Cli) -> None:
     first = json.loads(cli("run", "--output", "json").stdout)
     assert "braze_vip_flags" in [r["activation"] for r in first["results"]]  # never run: due
     second = json.loads(cli("run", "--output", "json").stdout)
-    assert [r["activation"] for r in second["results"]] == ["braze_customer_attributes", "braze_newsletter_mirror"]
+    ran = [r["activation"] for r in second["results"]]
+    assert "braze_vip_flags" not in ran
+    assert {"braze_customer_attributes", "braze_newsletter_mirror"} <= set(ran)
     assert second["not_due"][0]["activation"] == "braze_vip_flags"
     assert second["not_due"][0]["next_due"].endswith("-01-01T00:00:00Z")
     listing = json.loads(cli("ls", "--output", "json", "-s", "braze_vip_flags").stdout)
@@ -80,7 +82,7 @@ def test_json_logs_use_dbts_envelope(cli: Cli) -> None:
         run_ids.add(info["invocation_id"])
     assert len(run_ids) == 1
     names = [e["info"]["name"] for e in events]
-    assert names[-1] == "DinmoRunResult" and names.count("DinmoActivationResult") == 3
+    assert names[-1] == "DinmoRunResult" and names.count("DinmoActivationResult") == 5
     final = events[-1]["data"]
     assert final["run_id"] in run_ids and final["status"] == "success"
     assert len(workspace(cli.url)["users"]) == 40
