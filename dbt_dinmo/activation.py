@@ -16,12 +16,12 @@ from dbt_dinmo.config import Destination, DinmoConfig
 from dbt_dinmo.errors import Problem
 from dbt_dinmo.manifest import Exposure, Manifest, ModelNode
 
-SyncMode = Literal["update", "upsert", "mirror", "append"]
+SyncMode = Literal["update", "upsert", "mirror", "append", "segment"]
 IdentifierType = Literal["external_id", "braze_id", "user_alias"]
 
 EVENT_SERVICES = ("custom_events", "purchases")
-SERVICES = ("user_attributes", *EVENT_SERVICES)
-PLANNED_SERVICES = ("subscription_status", "user_lists")
+SEGMENT_SERVICES = ("subscription_status", "user_lists")
+SERVICES = ("user_attributes", *EVENT_SERVICES, *SEGMENT_SERVICES)
 # What a user may write under sync_mode (event services are append-only: "append", implied).
 SYNC_MODES: tuple[SyncMode, ...] = ("update", "upsert", "mirror")
 IDENTIFIER_TYPES: tuple[IdentifierType, ...] = ("external_id", "braze_id", "user_alias")
@@ -31,16 +31,60 @@ ATTRIBUTE_KEYS = {"sync_mode", "mapping", "max_deletes"}
 EVENT_KEYS = {"event_time", "event_id", "properties", "cursor", "lookback", "backfill"}
 CUSTOM_EVENT_KEYS = {"event_name"}
 PURCHASE_KEYS = {"product_id", "price", "currency", "quantity"}
-KNOWN_KEYS = COMMON_KEYS | ATTRIBUTE_KEYS | EVENT_KEYS | CUSTOM_EVENT_KEYS | PURCHASE_KEYS
+SUBSCRIPTION_KEYS = {"subscription_group_id", "max_exits"}
+USER_LIST_KEYS = {"audience_name", "max_exits"}
+KNOWN_KEYS = (
+    COMMON_KEYS
+    | ATTRIBUTE_KEYS
+    | EVENT_KEYS
+    | CUSTOM_EVENT_KEYS
+    | PURCHASE_KEYS
+    | SUBSCRIPTION_KEYS
+    | USER_LIST_KEYS
+)
 SERVICE_KEYS = {
     "user_attributes": COMMON_KEYS | ATTRIBUTE_KEYS,
     "custom_events": COMMON_KEYS | EVENT_KEYS | CUSTOM_EVENT_KEYS,
     "purchases": COMMON_KEYS | EVENT_KEYS | PURCHASE_KEYS,
+    "subscription_status": COMMON_KEYS | SUBSCRIPTION_KEYS,
+    "user_lists": COMMON_KEYS | USER_LIST_KEYS,
 }
 _MISPLACED_FIX = {
     "sync_mode": "events are append-only: each row is sent once and never updated",
     "mapping": "name event properties under properties: {column: property_name}",
     "max_deletes": "events are never deleted",
+}
+_SEGMENT_FIX = {
+    "sync_mode": "the model is the segment: each row is a member; entries and exits are synced",
+    "mapping": "a segment sends membership only; sync attributes with a user_attributes activation",
+    "max_deletes": "segments delete no users; use max_exits to bound the users leaving in one run",
+}
+# A subscription group id as Braze shows it (Subscription Groups page): a UUID.
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Braze's standard profile fields (braze-api.md 3.6): never a user list's boolean attribute.
+STANDARD_ATTRIBUTES = {
+    "country",
+    "current_location",
+    "date_of_first_session",
+    "date_of_last_session",
+    "dob",
+    "email",
+    "email_subscribe",
+    "email_open_tracking_disabled",
+    "email_click_tracking_disabled",
+    "facebook",
+    "first_name",
+    "gender",
+    "home_city",
+    "language",
+    "last_name",
+    "marked_email_as_spam_at",
+    "phone",
+    "push_subscribe",
+    "push_tokens",
+    "subscription_groups",
+    "time_zone",
+    "twitter",
 }
 # Event and purchase property names Braze reserves (braze-api.md 3.8).
 RESERVED_PROPERTIES = {"time", "event_name"}
@@ -155,6 +199,32 @@ class EventSpec:
 
 
 @dataclass(frozen=True)
+class SegmentSpec:
+    """The segment part of a ``subscription_status`` or ``user_lists`` activation: each model row
+    is one member; users entering are subscribed (or flagged ``true``), users leaving are
+    unsubscribed (or flagged ``false``)."""
+
+    subscription_group_id: str | None = None  # subscription_status
+    audience_name: str | None = None  # user_lists
+    max_exits: MaxDeletes | None = None  # None: only the empty-model guard
+
+    @property
+    def attribute(self) -> str | None:
+        """The boolean custom attribute a user list becomes (spaces replaced by underscores)."""
+        return list_attribute(self.audience_name) if self.audience_name is not None else None
+
+    @property
+    def target(self) -> str:
+        """What membership is written to: the subscription group id or the list attribute."""
+        return self.subscription_group_id or self.attribute or ""
+
+
+def list_attribute(audience_name: str) -> str:
+    """The Braze attribute name of a user list: the audience name with spaces as underscores."""
+    return audience_name.strip().replace(" ", "_")
+
+
+@dataclass(frozen=True)
 class Activation:
     """One activation: a model's rows sent to a Braze destination by one service."""
 
@@ -170,6 +240,7 @@ class Activation:
     max_deletes: MaxDeletes
     schedule: str | None
     events: EventSpec | None = None  # set for custom_events and purchases
+    segment: SegmentSpec | None = None  # set for subscription_status and user_lists
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -180,6 +251,23 @@ class Activation:
     def is_event(self) -> bool:
         """True for the custom_events and purchases services."""
         return self.events is not None
+
+    @property
+    def is_segment(self) -> bool:
+        """True for the subscription_status and user_lists services."""
+        return self.segment is not None
+
+    @property
+    def updates_existing_only(self) -> bool:
+        """True when the activation may only touch users that already exist in Braze (update
+        mode and the segment services): its sends wait until a user's profile is known to exist."""
+        return self.segment is not None or (self.events is None and self.sync_mode == "update")
+
+    @property
+    def creates_users(self) -> bool:
+        """True when an acknowledged object of this activation means the user exists (upsert
+        and mirror attribute syncs create the users they send)."""
+        return self.events is None and self.segment is None and self.sync_mode in ("upsert", "mirror")
 
     @property
     def mapping_key(self) -> str:
@@ -196,7 +284,19 @@ class Activation:
         if self.events is not None:
             return f"{self.destination.identity}|{self.service}|{self.events.event_name or ''}"
         ident = self.identifier
+        if self.segment is not None:  # the members' identifiers, not the column they come from
+            return (
+                f"{self.destination.identity}|{self.service}|{ident.type}|{ident.alias_label or ''}|"
+                f"{self.segment.target}"
+            )
         return f"{self.destination.identity}|{ident.type}|{ident.column}|{ident.alias_label or ''}"
+
+    @property
+    def mapped_attributes(self) -> tuple[str, ...]:
+        """The Braze attributes this activation writes (a user list: its boolean attribute)."""
+        if self.segment is not None:
+            return (self.segment.attribute,) if self.segment.attribute else ()
+        return () if self.events is not None else self.attributes
 
     def role_columns(self) -> list[tuple[str, str, str]]:
         """Columns besides the identifier and the mapping: (role, column, contract key)."""
@@ -218,7 +318,48 @@ def parse_activations(manifest: Manifest, config: DinmoConfig) -> tuple[list[Act
         problems.extend(found)
         if activation is not None and not found:
             activations.append(activation)
+    problems.extend(conflicts(activations, activations))
     return activations, problems
+
+
+def conflicts(chosen: list[Activation], every: list[Activation]) -> list[Problem]:
+    """Activations of ``chosen`` that would fight another activation of ``every`` on the same
+    destination: two subscription_status activations of one group, or a user list whose attribute
+    is also written by another activation."""
+    problems: list[Problem] = []
+    for a in chosen:
+        seg = a.segment
+        if seg is None:
+            continue
+        for other in every:
+            if other.name == a.name or other.destination.name != a.destination.name:
+                continue
+            same_group = other.segment is not None and other.segment.subscription_group_id
+            if seg.subscription_group_id and same_group == seg.subscription_group_id:
+                problems.append(
+                    Problem(
+                        f"exposure {a.name}",
+                        f"{META}.subscription_group_id",
+                        f"group {seg.subscription_group_id} is also synced by activation {other.name} "
+                        f"on destination {a.destination.name}; two segments would subscribe and "
+                        "unsubscribe each other's members.",
+                        "keep one activation per subscription group (union the segments in one model).",
+                    )
+                )
+            attribute = seg.attribute
+            if attribute and attribute in other.mapped_attributes:
+                what = "another user list" if other.segment is not None else f"its mapping ({other.service})"
+                problems.append(
+                    Problem(
+                        f"exposure {a.name}",
+                        f"{META}.audience_name",
+                        f"{seg.audience_name!r} becomes the Braze attribute {attribute}, which activation "
+                        f"{other.name} also writes on destination {a.destination.name} through {what}.",
+                        "rename the audience (or the other activation's attribute) so each attribute "
+                        "has one writer.",
+                    )
+                )
+    return problems
 
 
 def parse_activation(
@@ -249,7 +390,13 @@ def parse_activation(
         if key not in KNOWN_KEYS:
             problem(f"{META}.{key}", "unknown key.", f"known keys: {', '.join(sorted(KNOWN_KEYS))}.")
         elif service in SERVICE_KEYS and key not in SERVICE_KEYS[service]:
-            fix = _MISPLACED_FIX.get(key) if service in EVENT_SERVICES else None
+            fix = (
+                _MISPLACED_FIX.get(key)
+                if service in EVENT_SERVICES
+                else _SEGMENT_FIX.get(key)
+                if service in SEGMENT_SERVICES
+                else None
+            )
             problem(
                 f"{META}.{key}",
                 f"does not apply to service {service}.",
@@ -260,12 +407,6 @@ def parse_activation(
     destination = _destination(meta, config, problem, problems)
     if service is None:
         problem(f"{META}.service", "is missing.", f"add service: one of {', '.join(SERVICES)}.")
-    elif service in PLANNED_SERVICES:
-        problem(
-            f"{META}.service",
-            f"service {service!r} is not available in this version of dbt-dinmo.",
-            f"upgrade dbt-dinmo, or use one of: {', '.join(SERVICES)}.",
-        )
     elif service not in SERVICES:
         problem(
             f"{META}.service",
@@ -284,10 +425,25 @@ def parse_activation(
             )
 
     events: EventSpec | None = None
+    segment: SegmentSpec | None = None
     max_deletes: MaxDeletes | None = MaxDeletes(percent=10.0)
     if service in EVENT_SERVICES:
         sync_mode: Any = "append"
         events, mapping = _event_spec(str(service), meta, problem)
+    elif service in SEGMENT_SERVICES:
+        sync_mode = "segment"
+        mapping = ()
+        segment = _segment_spec(str(service), meta, problem)
+        if identifier is not None:
+            allowed = ("external_id",) if service == "subscription_status" else IDENTIFIER_TYPES
+            if identifier.type not in allowed:
+                problem(
+                    f"{META}.identifier.type",
+                    f"{service} identifies users by external_id only (Braze's "
+                    "/v2/subscription/status/set takes external_ids), not by "
+                    f"{identifier.type}.",
+                    "use identifier: {column: <external id column>, type: external_id}.",
+                )
     else:
         sync_mode = meta.get("sync_mode", "upsert")
         if sync_mode not in SYNC_MODES:
@@ -312,6 +468,8 @@ def parse_activation(
         return None, problems
     if service not in SERVICES or (service in EVENT_SERVICES and events is None):
         return None, problems
+    if service in SEGMENT_SERVICES and segment is None:
+        return None, problems
     return (
         Activation(
             name=exposure.name,
@@ -326,9 +484,65 @@ def parse_activation(
             max_deletes=max_deletes or MaxDeletes(percent=10.0),
             schedule=schedule,
             events=events,
+            segment=segment,
         ),
         problems,
     )
+
+
+def _segment_spec(service: str, meta: dict[str, Any], problem: Any) -> SegmentSpec | None:
+    """Parse the keys of a subscription_status or user_lists activation."""
+    max_exits: MaxDeletes | None = None
+    ok = True
+    if "max_exits" in meta:
+        max_exits = _max_deletes(meta["max_exits"], problem, key="max_exits")
+        ok = max_exits is not None
+    if service == "subscription_status":
+        group = meta.get("subscription_group_id")
+        key = f"{META}.subscription_group_id"
+        fix = (
+            "copy the group's ID from the Braze dashboard (Audience > Subscriptions), "
+            'e.g. subscription_group_id: "0c2d9c3e-7f2a-4c1e-9b8d-5a6f3e2d1c0b".'
+        )
+        if group is None or group == "":
+            problem(key, "is missing.", fix)
+            return None
+        if not isinstance(group, str) or not _UUID_RE.match(group.strip()):
+            problem(key, f"{group!r} is not a Braze subscription group ID (a UUID).", fix)
+            return None
+        return SegmentSpec(subscription_group_id=group.strip().lower(), max_exits=max_exits) if ok else None
+    name = meta.get("audience_name")
+    key = f"{META}.audience_name"
+    if not isinstance(name, str) or not name.strip():
+        problem(
+            key,
+            "is missing." if name is None else f"must be a non-empty string, got {name!r}.",
+            'add audience_name: "<the list\'s name>", e.g. audience_name: "High Value Customers".',
+        )
+        return None
+    attribute = list_attribute(name)
+    bad = _attribute_problem(attribute)
+    if attribute in STANDARD_ATTRIBUTES:
+        bad = f"is Braze's standard profile field {attribute!r}"
+    if bad:
+        problem(
+            key,
+            f"{name!r} becomes the Braze attribute {attribute!r}, which {bad}.",
+            "choose another audience name (spaces become underscores).",
+        )
+        return None
+    return SegmentSpec(audience_name=name.strip(), max_exits=max_exits) if ok else None
+
+
+def _attribute_problem(attr: str) -> str | None:
+    """Why ``attr`` cannot be a custom attribute name, or None when it can."""
+    if attr in RESERVED_ATTRIBUTES:
+        return "is a Braze identifier or flag, not an attribute"
+    if attr.startswith("$") or len(attr) > MAX_NAME:
+        return f"is not a valid Braze attribute name (at most {MAX_NAME} characters, not starting with '$')"
+    if any(not c.isprintable() for c in attr):
+        return "holds non-printable characters"
+    return None
 
 
 def _column(meta: dict[str, Any], key: str, problem: Any, *, required: bool, example: str) -> str | None:
@@ -649,8 +863,8 @@ def _mapping(raw: Any, problem: Any) -> tuple[tuple[str, str], ...] | None:
     return tuple(pairs)
 
 
-def _max_deletes(raw: Any, problem: Any) -> MaxDeletes | None:
-    key = f"{META}.max_deletes"
+def _max_deletes(raw: Any, problem: Any, key: str = "max_deletes") -> MaxDeletes | None:
+    key = f"{META}.{key}"
     text = str(raw).strip()
     try:
         if text.endswith("%"):

@@ -18,7 +18,8 @@ from dbt_dinmo.attributes import (
     journal_rows,
 )
 from dbt_dinmo.braze import PreparedObject
-from dbt_dinmo.diff import Diff
+from dbt_dinmo.diff import CHANGES, Diff
+from dbt_dinmo.profiles import known_key
 from dbt_dinmo.results import ERROR
 from dbt_dinmo.service import DELETE_BATCH, ServiceSync, estimate_requests
 from dbt_dinmo.state import ActivationState
@@ -45,7 +46,10 @@ class AttributeSync(ServiceSync):
     def prepare(self, dry_run: bool) -> None:
         a, res, opts = self.a, self.res, self.options
         self.reporter.activation_started(a, "reading")
-        state = self.store.activation_state(a.name, a.identity, a.attributes, prepare=not dry_run)
+        creates = known_key(a) if a.creates_users else None
+        state = self.store.activation_state(
+            a.name, a.identity, a.attributes, prepare=not dry_run, creates=creates
+        )
         self.state = state
         if state.reset_reason:
             log.warning("%s: starting from an empty state: %s.", a.name, state.reset_reason)
@@ -67,6 +71,8 @@ class AttributeSync(ServiceSync):
         res.rejected = counts.null_identifiers + counts.duplicate_rows
         self._deletes = counts.deletes if a.sync_mode == "mirror" else 0
         self._blocked = self._guard(self._deletes, counts.synced, counts.valid_rows)
+        if a.updates_existing_only:  # update mode: only users whose Braze profile exists
+            self.open_gate(f"SELECT __id FROM {CHANGES}", dry_run)
         builder = AttributeObjects(
             a, self.columns.declared_types, sample_size=opts.sample_size if dry_run else 0
         )
@@ -84,6 +90,12 @@ class AttributeSync(ServiceSync):
             res.requests = estimate_requests(out.objects, a.destination, res.deleted)
         else:
             self.total = counts.inserted + counts.updated
+
+    async def before_send(self) -> None:
+        if self.gate is None or self.diff is None:
+            return
+        waiting = await self.pass_gate(f"SELECT __id FROM {CHANGES}")
+        self.total = self.diff.exclude(waiting)
 
     def objects(self) -> Iterator[PreparedObject]:
         if self._iter is None:

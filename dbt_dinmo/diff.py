@@ -144,6 +144,12 @@ class Diff:
             synced=synced,
         )
 
+    def exclude(self, table: str) -> int:
+        """Drop the changed rows of the identifiers in ``table`` (users waiting for a Braze
+        profile); return how many changed rows are left."""
+        self.con.execute(f"DELETE FROM {CHANGES} WHERE __id IN (SELECT __id FROM {table})")
+        return int(self.con.execute(f"SELECT count(*) FROM {CHANGES}").fetchall()[0][0])
+
     def changes(self, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Changed rows: ``__id, __new, v_i, h_i, c_i`` (stable order: by identifier)."""
         reader = arrow_reader(self.con.sql(f"SELECT * FROM {CHANGES} ORDER BY __id"), batch_rows)

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dbt_dinmo.activation import Activation, parse_activation
+from dbt_dinmo.activation import Activation, conflicts, parse_activation
 from dbt_dinmo.config import DinmoConfig, load_config
 from dbt_dinmo.errors import ConfigError, Problem
 from dbt_dinmo.manifest import Manifest, load_manifest, manifest_path
@@ -107,6 +107,15 @@ class Project:
             problems.extend(found)
             if activation is not None:
                 activations.append(activation)
+        if any(a.is_segment for a in activations):  # segments must not fight any activation
+            every = [
+                a
+                for a, _ in (
+                    parse_activation(e, self.manifest, self.config) for e in self.manifest.activations()
+                )
+                if a is not None
+            ]
+            problems.extend(conflicts(activations, every))
         return activations, problems
 
     def open_warehouse(self) -> Warehouse:

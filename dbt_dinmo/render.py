@@ -99,33 +99,67 @@ class RichReporter:
         )
 
 
+SEGMENT_SERVICES = ("subscription_status", "user_lists")
+
+
 def _counts_table(title: str, results: Sequence[ActivationResult], plan: bool) -> Table:
+    """Figures per activation; segment and profile-check columns only when some activation has them."""
+    segments = any(r.service in SEGMENT_SERVICES for r in results)
+    checks = segments or any(r.waiting or r.profiles_checked or r.export_calls for r in results)
     table = Table(title=title, title_justify="left")
     table.add_column("activation")
     table.add_column("status")
-    for col in ("rows", "insert", "update", "delete", "unchanged", "rejected"):
+    cols = ["rows", "insert", "update", "delete"]
+    cols += ["enter", "exit"] if segments else []
+    cols += ["unchanged", "rejected"]
+    cols += ["waiting", "export calls"] if checks else []
+    cols += [] if plan else ["retried"]
+    for col in [*cols, "data points", "requests"]:
         table.add_column(col, justify="right")
-    if not plan:
-        table.add_column("retried", justify="right")
-    table.add_column("data points", justify="right")
-    table.add_column("requests", justify="right")
     for r in results:
-        delete = f"{r.deleted}" + (f" (+{r.deletes_blocked} blocked)" if r.deletes_blocked else "")
-        row = [
-            r.activation,
-            f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]",
-            str(r.source_rows),
-            str(r.inserted),
-            str(r.updated),
-            delete,
-            str(r.unchanged),
-            str(r.rejected),
-        ]
-        if not plan:
-            row.append(str(r.retried))
-        row += [str(r.attribute_writes), str(r.requests)]
+        segment = r.service in SEGMENT_SERVICES
+        blocked = f" (+{r.deletes_blocked} blocked)" if r.deletes_blocked else ""
+        values = {
+            "rows": r.source_rows,
+            "insert": r.inserted,
+            "update": r.updated,
+            "delete": f"{r.deleted}{'' if segment else blocked}",
+            "enter": r.entered,
+            "exit": f"{r.exited}{blocked if segment else ''}",
+            "unchanged": r.unchanged,
+            "rejected": r.rejected,
+            "waiting": r.waiting,
+            "export calls": r.export_calls,
+            "retried": r.retried,
+        }
+        row = [r.activation, f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]"]
+        row += [str(values[c]) for c in cols] + [str(r.attribute_writes), str(r.requests)]
         table.add_row(*row)
     return table
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.0f} s"
+    return f"{value / 60:.1f} min"
+
+
+def _profile_check_line(r: ActivationResult) -> str | None:
+    """What a plan's profile checks cost: users to check, export calls and the time implied."""
+    if not r.profiles_checked and not r.waiting:
+        return None
+    if r.export_seconds:
+        wait = f"at least {_seconds(r.export_seconds)} under the users.export.ids rate limit"
+    else:
+        wait = "within one window of the users.export.ids rate limit"
+    line = (
+        f"[bold]{r.activation}[/]: {r.profiles_checked} users not known to exist in Braze would be checked "
+        f"with {r.export_calls} /users/export/ids calls ({wait}); users not found wait for their "
+        "Braze profile and are not sent"
+    )
+    if r.waiting:
+        line += f"; {r.waiting} of them were not found at their last check"
+    return line + "."
 
 
 def print_run(result: RunResult, as_json: bool = False) -> None:
@@ -137,13 +171,18 @@ def print_run(result: RunResult, as_json: bool = False) -> None:
     elapsed = ((result.finished_at or result.started_at) - result.started_at).total_seconds()
     console.print(_counts_table(f"dbt-dinmo run {result.run_id[:8]} · {elapsed:.1f}s", result.results, False))
     for r in result.results:
-        if r.message and r.status != "success":
+        if r.message and (r.status != "success" or r.waiting):
             console.print(f"[bold]{r.activation}[/]: {r.message}", highlight=False)
-        for rej in r.rejections[:10]:
+        rejected = [rej for rej in r.rejections if rej["origin"] != "waiting"]
+        waiting = [str(rej["identifier"]) for rej in r.rejections if rej["origin"] == "waiting"]
+        for rej in rejected[:10]:
             console.print(
                 f"  rejected {rej['identifier']!s}: {rej['reason']} [{rej['origin']}]", highlight=False
             )
-        if len(r.rejections) > 10:
+        if waiting:
+            more = f" and {r.waiting - 10} more" if r.waiting > 10 else ""
+            console.print(f"  waiting for a Braze profile: {', '.join(waiting[:10])}{more}", highlight=False)
+        if len(rejected) > 10 or r.waiting > 10:
             console.print(f"  … see `dbt-dinmo history --run {result.run_id}`")
     for name, due in result.not_due:
         console.print(
@@ -165,8 +204,14 @@ def print_plan(result: RunResult, as_json: bool = False) -> None:
     for r in result.results:
         if r.message:
             console.print(f"[bold]{r.activation}[/]: {r.message}", highlight=False)
+        checks = _profile_check_line(r)
+        if checks:
+            console.print(checks, highlight=False)
         if r.planned_deletes:
-            verb = "blocked" if r.deletes_blocked else "would delete"
+            if r.service in SEGMENT_SERVICES:
+                verb = "exits blocked" if r.deletes_blocked else "would exit"
+            else:
+                verb = "blocked" if r.deletes_blocked else "would delete"
             console.print(f"[bold]{r.activation}[/] {verb}: {', '.join(r.planned_deletes)}", highlight=False)
         for rej in r.rejections[:10] if r.rejections else []:
             console.print(f"  would reject {rej['identifier']!s}: {rej['reason']}", highlight=False)
@@ -230,7 +275,10 @@ def print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
         "inserted",
         "updated",
         "deleted",
+        "entered",
+        "exited",
         "rejected",
+        "waiting",
         "attribute_writes",
         "requests",
     )
@@ -238,7 +286,7 @@ def print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
         table.add_column(c)
     for row in rows:
         values = {**row, "run_id": str(row["run_id"])[:8], "started_at": str(row["started_at"])[:19]}
-        table.add_row(*(str(values[c]) for c in cols))
+        table.add_row(*(str(values.get(c) or 0) if c in cols[4:] else str(values[c]) for c in cols))
     stdout_console().print(table)
 
 

@@ -44,6 +44,12 @@ class ActivationResult:
     deletes_blocked: int = 0
     attribute_writes: int = 0
     requests: int = 0
+    entered: int = 0  # segments: users who joined (subscribed, or flagged true)
+    exited: int = 0  # segments: users who left (unsubscribed, or flagged false)
+    waiting: int = 0  # users not sent because their Braze profile does not exist (yet)
+    profiles_checked: int = 0  # identifiers checked with /users/export/ids (plan: to check)
+    export_calls: int = 0  # /users/export/ids requests (plan: needed)
+    export_seconds: float = 0.0  # plan: the least time the export rate limit implies
     rejections: list[dict[str, Any]] = field(default_factory=list)  # a sample, for output
     samples: list[dict[str, Any]] = field(default_factory=list)  # plan: example payloads
     planned_deletes: list[str] = field(default_factory=list)  # plan: a sample
@@ -68,6 +74,11 @@ class ActivationResult:
             "deletes_blocked",
             "attribute_writes",
             "requests",
+            "entered",
+            "exited",
+            "waiting",
+            "profiles_checked",
+            "export_calls",
         ]
         return {k: int(getattr(self, k)) for k in keys}
 

@@ -3,7 +3,8 @@
 ``plan`` and ``run`` share every step (select, validate, read, diff, build payloads); ``run``
 then sends under the rate limiter and journals what Braze acknowledged, batch by batch. Each
 service's own work lives in a :class:`~dbt_dinmo.service.ServiceSync` subclass
-(:mod:`dbt_dinmo.attribute_service`, :mod:`dbt_dinmo.event_service`); this module orchestrates.
+(:mod:`dbt_dinmo.attribute_service`, :mod:`dbt_dinmo.event_service`,
+:mod:`dbt_dinmo.segment_service`); this module orchestrates.
 
 Shared requests. The activations of one destination are read and diffed first, one after the
 other; then their ``/users/track`` objects are packed into shared requests in *rounds*: each
@@ -14,6 +15,11 @@ everything (then its mirror deletions run). A last round sends the events left. 
 activations never share a round: two requests in flight writing the same user's attributes can
 overwrite each other in Braze (braze-api.md 3.10), while events only append. A request that
 carried several activations' objects counts in the ``requests`` of each of them.
+
+Order. Activations that create users (upsert, mirror) lead first, so users they create are known
+to the update-only activations that follow (update mode, user lists), which check the profiles of
+users not known to exist just before their round. Subscription statuses, which have an endpoint of
+their own, go last.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +52,7 @@ from dbt_dinmo.gating import is_due, load_build_status, next_due
 from dbt_dinmo.project import Project, ResolvedColumns
 from dbt_dinmo.reporting import NullReporter, Reporter
 from dbt_dinmo.results import ERROR, SKIPPED, ActivationResult, RunResult
+from dbt_dinmo.segment_service import SubscriptionSync, UserListSync
 from dbt_dinmo.service import DELETE_BATCH, REJECTION_SAMPLE, ServiceSync
 from dbt_dinmo.state import RunLock, StateStore
 
@@ -93,10 +100,18 @@ def default_client(destination: Destination) -> BrazeClient:
     )
 
 
-def service_sync(activation: Activation, *args: Any) -> ServiceSync:
+SYNCS: dict[str, type[ServiceSync]] = {
+    "user_attributes": AttributeSync,
+    "custom_events": EventSync,
+    "purchases": EventSync,
+    "subscription_status": SubscriptionSync,
+    "user_lists": UserListSync,
+}
+
+
+def service_sync(activation: Activation, *args: Any, **kwargs: Any) -> ServiceSync:
     """The sync implementing an activation's service."""
-    cls = EventSync if activation.is_event else AttributeSync
-    return cls(activation, *args)
+    return SYNCS[activation.service](activation, *args, **kwargs)
 
 
 class Runner:
@@ -149,7 +164,9 @@ class Runner:
                 args=_args(options),
                 dbt_version=self.project.manifest.dbt_version,
             )
-            if not dry_run:
+            if dry_run:
+                store.begin_plan()
+            else:
                 store.start_run(result.run_id, command, orjson.dumps(result.args).decode())
             try:
                 asyncio.run(self._run_all(store, wh, activations, resolved, options, result, dry_run))
@@ -202,7 +219,15 @@ class Runner:
                     clients[name] = self.client_factory(activation.destination)
                 client = clients[name]
             sync = service_sync(
-                activation, resolved[activation.name], store, wh, client, options, res, self.reporter
+                activation,
+                resolved[activation.name],
+                store,
+                wh,
+                client,
+                options,
+                res,
+                self.reporter,
+                run_started=run.started_at,
             )
             # Without sharing, each activation is its own group: read, send, close in turn.
             key = activation.destination.name if options.share_requests else activation.name
@@ -227,19 +252,25 @@ class Runner:
                 for sync in live:
                     self._finish(sync, run, dry_run)
                 return
-            sender = _SharedSender(live)
-            riders = [s for s in live if s.kind != "attributes"]
-            for lead in [s for s in live if s.kind == "attributes"]:
-                if await self._round(sender, lead, [r for r in riders if not r.stopped]):
-                    try:
-                        await lead.after_send()
-                    except DinmoError as exc:
-                        lead.res.status, lead.res.message = ERROR, str(exc)
+            track = [s for s in live if s.kind != "direct"]
+            sender = _SharedSender(track)
+            riders = [s for s in track if s.kind != "attributes"]
+            # Creators first: the users they create are then known to the update-only leads.
+            leads = sorted((s for s in track if s.kind == "attributes"), key=lambda s: not s.a.creates_users)
+            for lead in leads:
+                if await _step(lead, lead.before_send) and await self._round(
+                    sender, lead, [r for r in riders if not r.stopped]
+                ):
+                    await _step(lead, lead.after_send)
                 self._finish(lead, run, dry_run)
             remaining = [r for r in riders if not r.stopped]
             if remaining:
                 await self._round(sender, None, remaining)
             for sync in riders:
+                self._finish(sync, run, dry_run)
+            for sync in (s for s in live if s.kind == "direct"):
+                if await _step(sync, sync.before_send):
+                    await _step(sync, sync.send_direct)
                 self._finish(sync, run, dry_run)
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
@@ -335,6 +366,17 @@ def _new_result(a: Activation) -> ActivationResult:
         destination=a.destination.name,
         relation_name=a.model.relation_name,
     )
+
+
+async def _step(sync: ServiceSync, step: Callable[[], Awaitable[None]]) -> bool:
+    """Run one async step; on a dbt-dinmo error, mark the activation failed and return False."""
+    try:
+        await step()
+    except DinmoError as exc:
+        sync.res.status, sync.res.message = ERROR, str(exc)
+        sync.stopped = True
+        return False
+    return True
 
 
 def _attempt(sync: ServiceSync, step: Callable[[bool], None], dry_run: bool) -> bool:

@@ -48,14 +48,29 @@ CREATE TABLE IF NOT EXISTS run_activations (
     status VARCHAR, message VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
     source_rows BIGINT, inserted BIGINT, updated BIGINT, deleted BIGINT, unchanged BIGINT,
     rejected BIGINT, retried BIGINT, failed BIGINT, deletes_blocked BIGINT,
-    attribute_writes BIGINT, requests BIGINT);
+    attribute_writes BIGINT, requests BIGINT, entered BIGINT DEFAULT 0, exited BIGINT DEFAULT 0,
+    waiting BIGINT DEFAULT 0, profiles_checked BIGINT DEFAULT 0, export_calls BIGINT DEFAULT 0);
 CREATE TABLE IF NOT EXISTS rejected_rows (
     run_id VARCHAR, activation VARCHAR, identifier VARCHAR, reason VARCHAR, origin VARCHAR,
     detail VARCHAR);
 CREATE TABLE IF NOT EXISTS event_marks (
     activation VARCHAR PRIMARY KEY, scheme VARCHAR, cursor_column VARCHAR, cursor_kind VARCHAR,
     cursor_value VARCHAR, updated_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS known_users (
+    destination VARCHAR, namespace VARCHAR, identifier VARCHAR, source VARCHAR, known_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS missing_profiles (
+    destination VARCHAR, namespace VARCHAR, identifier VARCHAR, first_checked_at TIMESTAMPTZ,
+    last_checked_at TIMESTAMPTZ, checks BIGINT);
 """
+# Figures added after the first release: added to existing state files too.
+# A plan's scratch (an in-memory database attached to the state's): users a plan would check.
+PLAN_SCRATCH = "dinmo_plan"
+PLAN_CHECKS = f"{PLAN_SCRATCH}.profile_checks"
+HISTORY_COUNTS_ADDED = ("entered", "exited", "waiting", "profiles_checked", "export_calls")
+_MIGRATIONS = "".join(
+    f"ALTER TABLE run_activations ADD COLUMN IF NOT EXISTS {c} BIGINT DEFAULT 0;\n"
+    for c in HISTORY_COUNTS_ADDED
+)
 
 
 def attribute_column(attribute: str) -> str:
@@ -70,6 +85,15 @@ def _table_name(activation: str, prefix: str = "st") -> str:
 
 
 @dataclass(frozen=True)
+class KnownKey:
+    """Which users of which destination an activation's acknowledgements prove to exist: the
+    destination's identity and the identifier namespace (``external_id``, ``alias:<label>``)."""
+
+    destination: str
+    namespace: str
+
+
+@dataclass(frozen=True)
 class ActivationState:
     """Where one activation's state lives and which attributes it tracks."""
 
@@ -78,6 +102,9 @@ class ActivationState:
     journal: str
     attributes: tuple[str, ...]
     reset_reason: str | None  # why the state was started afresh this run, if it was
+    # Set for activations that create the users they send (upsert, mirror): folding their
+    # acknowledgements records those users as known to exist (and their deletions as gone).
+    creates: KnownKey | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +204,8 @@ class StateStore:
             self.con.execute("SET preserve_insertion_order = false")
         if not read_only or not self.path.exists():
             self.con.execute(_SCHEMA)
+            if not read_only:
+                self.con.execute(_MIGRATIONS)
             self._check_canary()
 
     def close(self) -> None:
@@ -193,6 +222,14 @@ class StateStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def begin_plan(self) -> None:
+        """Start a plan's scratch: users the plan's activations would check (counted once)."""
+        self.con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {PLAN_SCRATCH}")
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {PLAN_CHECKS} "
+            "(destination VARCHAR, namespace VARCHAR, identifier VARCHAR)"
+        )
 
     # -- hash canary -----------------------------------------------------------------------
     def _check_canary(self) -> None:
@@ -211,13 +248,21 @@ class StateStore:
 
     # -- activation state ------------------------------------------------------------------
     def activation_state(
-        self, name: str, identity: str, attributes: Sequence[str], *, prepare: bool = True
+        self,
+        name: str,
+        identity: str,
+        attributes: Sequence[str],
+        *,
+        prepare: bool = True,
+        creates: KnownKey | None = None,
     ) -> ActivationState:
         """Return (creating or migrating when ``prepare``) the state of one activation.
 
         A changed identity (destination, REST URL or identifier) starts a fresh state; attributes
         added to the mapping get a new, empty column (back-fill); removed ones are dropped so a
-        later re-add back-fills again.
+        later re-add back-fills again. With ``creates``, the users already in the state are
+        recorded as known to exist in the destination (once: states written before known users
+        were tracked).
         """
         table = _table_name(name)
         journal = table + "_journal"
@@ -230,11 +275,13 @@ class StateStore:
             reset_reason = "the destination or identifier changed"
         if self.hash_changed and row is not None:
             reset_reason = "DuckDB's hash function changed since the state was written"
-        state = ActivationState(name, table, journal, tuple(attributes), reset_reason)
+        state = ActivationState(name, table, journal, tuple(attributes), reset_reason, creates)
         if self.read_only:
             return state
         if reset_reason is None:
             self.fold(state)  # acknowledgements journaled by an interrupted run
+            if creates is not None and prepare:
+                self._seed_known(state, creates)
         if not prepare:
             return state
         now = dt.datetime.now(dt.timezone.utc)
@@ -263,6 +310,22 @@ class StateStore:
                 [name, identity, table, list(attributes), now, now],
             )
         return state
+
+    def _seed_known(self, state: ActivationState, key: KnownKey) -> None:
+        """Record every user of a creating activation's state as known (once per state table)."""
+        mark = f"known_seeded:{state.table}:{key.destination}:{key.namespace}"
+        if self.con.execute("SELECT 1 FROM meta WHERE key = ?", [mark]).fetchall():
+            return
+        with self.transaction():
+            if self.has_table(state.table):
+                self.con.execute(
+                    "INSERT INTO known_users SELECT ?, ?, s.__id, 'track', s.__synced_at "
+                    f"FROM {state.table} AS s "
+                    "WHERE NOT EXISTS (SELECT 1 FROM known_users k WHERE k.destination = ? "
+                    "AND k.namespace = ? AND k.identifier = s.__id)",
+                    [key.destination, key.namespace, key.destination, key.namespace],
+                )
+            self.con.execute("INSERT INTO meta VALUES (?, 'done')", [mark])
 
     def table_columns(self, table: str) -> set[str]:
         """Column names of a state table (empty when it does not exist)."""
@@ -341,9 +404,32 @@ class StateStore:
                 f"INSERT INTO {t} ({ins_cols}) SELECT {ins_vals} FROM __j AS j "
                 f"WHERE j.__op = 'upsert' AND NOT EXISTS (SELECT 1 FROM {t} AS x WHERE x.__id = j.__id)"
             )
+            if state.creates is not None:
+                self._record_known(state.creates)
             self.con.execute(f"DELETE FROM {jn}")
             self.con.execute("DROP TABLE __j")
         return pending
+
+    def _record_known(self, key: KnownKey) -> None:
+        """Inside :meth:`fold`: users upserted by a creating activation now exist in Braze; users it
+        deleted no longer do."""
+        dest, ns = key.destination, key.namespace
+        self.con.execute(
+            "DELETE FROM known_users WHERE destination = ? AND namespace = ? "
+            "AND identifier IN (SELECT __id FROM __j WHERE __op = 'delete')",
+            [dest, ns],
+        )
+        self.con.execute(
+            "INSERT INTO known_users SELECT ?, ?, j.__id, 'track', j.__at FROM __j AS j "
+            "WHERE j.__op = 'upsert' AND NOT EXISTS (SELECT 1 FROM known_users k "
+            "WHERE k.destination = ? AND k.namespace = ? AND k.identifier = j.__id)",
+            [dest, ns, dest, ns],
+        )
+        self.con.execute(
+            "DELETE FROM missing_profiles WHERE destination = ? AND namespace = ? "
+            "AND identifier IN (SELECT __id FROM __j WHERE __op = 'upsert')",
+            [dest, ns],
+        )
 
     # -- event state -----------------------------------------------------------------------
     def event_state(self, name: str, identity: str, *, prepare: bool = True) -> EventState:
