@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbt_dinmo.profiles")
 
 EXPORT_BATCH = MAX_IDS_PER_REQUEST
+RECORD_EVERY = 5_000  # export answers are written to the state in groups of this many users
 EXPORT_BUCKET = "users.export.ids"
 UNKNOWN = "__unknown"
 WAITING = "__waiting"
@@ -182,12 +183,24 @@ class ProfileGate:
         ids = [r[0] for r in rows]
         chunks = [ids[i : i + EXPORT_BATCH] for i in range(0, len(ids), EXPORT_BATCH)]
 
+        found_buffer: list[str] = []
+        missing_buffer: list[str] = []
+
+        def record() -> None:
+            if found_buffer or missing_buffer:
+                self._record(found_buffer, missing_buffer)
+                found_buffer.clear()
+                missing_buffer.clear()
+
         async def one(chunk: list[str]) -> None:
             found = await self._export(client, chunk)
             self.calls += 1
             self.checked += len(chunk)
             self.found += len(found)
-            self._record(found, [i for i in chunk if i not in found])
+            found_buffer.extend(sorted(found))
+            missing_buffer.extend(i for i in chunk if i not in found)
+            if len(found_buffer) + len(missing_buffer) >= RECORD_EVERY:
+                record()
             if progress is not None:
                 progress(self.checked)
 
@@ -200,6 +213,7 @@ class ProfileGate:
         try:
             await run_bounded(chunks, one, max_in_flight)
         finally:
+            record()
             self._sql(
                 f"CREATE OR REPLACE TEMP TABLE {WAITING} AS SELECT u.__id FROM {UNKNOWN} AS u "
                 f"WHERE u.__id NOT IN ({self._trusted()})"
@@ -226,11 +240,12 @@ class ProfileGate:
             names = {str(u.get("external_id")) for u in response.users if u.get("external_id") is not None}
         return names & set(chunk)
 
-    def _record(self, found: set[str], missing: list[str]) -> None:
-        """Found users become known (source ``export``); missing ones are noted with the check."""
+    def _record(self, found: list[str], missing: list[str]) -> None:
+        """Found users become known (source ``export``); missing ones are noted with the check
+        (one transaction for many answers: a crash loses only answers, which are asked again)."""
         now = dt.datetime.now(dt.timezone.utc)
         con = self.con
-        con.register("__found", pa.table({"id": pa.array(sorted(found), type=pa.string())}))
+        con.register("__found", pa.table({"id": pa.array(found, type=pa.string())}))
         con.register("__missing", pa.table({"id": pa.array(missing, type=pa.string())}))
         try:
             con.execute("BEGIN TRANSACTION")

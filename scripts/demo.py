@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "sample_project"
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-local-key"  # a key for the local emulator only
+ENDPOINTS = ("/users/track", "/v2/subscription/status/set", "/users/export/ids")
 
 
 def free_port(preferred: int) -> int:
@@ -78,8 +79,8 @@ def main() -> int:
         emulator.wait(timeout=10)
 
 
-def _track_requests(workspace: dict) -> int:
-    per_status = workspace.get("counters", {}).get("requests", {}).get("/users/track", {})
+def _requests(workspace: dict, endpoint: str = "/users/track") -> int:
+    per_status = workspace.get("counters", {}).get("requests", {}).get(endpoint, {})
     return sum(int(n) for n in per_status.values())
 
 
@@ -91,18 +92,32 @@ def show_workspace(before: dict, after: dict) -> None:
     users = after.get("users", {})
     users = list(users.values()) if isinstance(users, dict) else list(users)
     counters = after.get("counters", {})
-    sent = _track_requests(after) - _track_requests(before)
+    sent = {e: _requests(after, e) - _requests(before, e) for e in ENDPOINTS}
     points = _data_points(after) - _data_points(before)
     print("== what the emulator now holds ==")
     print(
         f"users: {len(users)}; events: {counters.get('events', 0)}; purchases: {counters.get('purchases', 0)}; "
         f"deleted so far: {counters.get('deletions', 0)}"
     )
-    print(f"this run: {sent} /users/track request(s), {points} data point(s)")
+    groups: dict[str, dict[str, int]] = {}
+    for user in users:
+        for group, state in (user.get("subscription_groups") or {}).items():
+            groups.setdefault(group, {}).setdefault(state, 0)
+            groups[group][state] += 1
+    for group, states in sorted(groups.items()):
+        print(f"subscription group {group}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    listed = [u for u in users if "High_Value_Customers" in u.get("custom_attributes", {})]
+    members = sum(1 for u in listed if u["custom_attributes"]["High_Value_Customers"] is True)
+    if listed:
+        print(f"user list High_Value_Customers: true on {members} users, false on {len(listed) - members}")
+    print(
+        f"this run: {sent['/users/track']} /users/track, {sent['/v2/subscription/status/set']} "
+        f"subscription and {sent['/users/export/ids']} /users/export/ids request(s); {points} data point(s)"
+    )
     for user in users[:3]:
         attrs = {**user.get("standard_attributes", {}), **user.get("custom_attributes", {})}
         print(f"  {user.get('external_id')}: " + json.dumps(attrs, default=str)[:300])
-    if sent == 0:
+    if not any(sent.values()):
         print("Nothing changed since the last sync, so nothing was sent.")
 
 

@@ -21,13 +21,16 @@ def names(manifest, select=(), exclude=()):  # type: ignore[no-untyped-def]
 
 ALL = [
     "braze_customer_attributes",
+    "braze_high_value_list",
     "braze_newsletter_mirror",
     "braze_order_placed",
     "braze_order_purchases",
+    "braze_vip_club_subscription",
     "braze_vip_flags",
 ]
-ATTRIBUTES = ["braze_customer_attributes", "braze_newsletter_mirror", "braze_vip_flags"]
+SEGMENTS = ["braze_high_value_list", "braze_vip_club_subscription", "braze_vip_flags"]
 ORDERS = ["braze_order_placed", "braze_order_purchases"]
+CUSTOMER_FED = [a for a in ALL if a not in ORDERS]  # every activation but the order models'
 
 
 @pytest.mark.parametrize(
@@ -35,26 +38,22 @@ ORDERS = ["braze_order_placed", "braze_order_purchases"]
     [
         ((), (), ALL),
         (("braze_vip_flags",), (), ["braze_vip_flags"]),
-        (("exposure:braze_vip*",), (), ["braze_vip_flags"]),
-        (("braze_*",), ("braze_vip_flags",), ALL[:4]),
+        (("exposure:braze_vip*",), (), ["braze_vip_club_subscription", "braze_vip_flags"]),
+        (("braze_*",), ("braze_vip_flags",), ALL[:-1]),
         (("tag:newsletter",), (), ["braze_newsletter_mirror"]),
         (("tag:braze",), ("tag:crm",), ALL[1:]),
-        (("tag:braze,tag:segments",), (), ["braze_vip_flags"]),  # intersection
-        (("tag:crm tag:segments",), (), ["braze_customer_attributes", "braze_vip_flags"]),  # union
+        (("tag:braze,tag:segments",), (), SEGMENTS),  # intersection
+        (("tag:crm tag:segments",), (), ["braze_customer_attributes", *SEGMENTS]),  # union
         (("tag:orders",), (), ORDERS),
         (("path:models/exposures.yml",), (), ALL),
         (("path:models",), (), ALL),
         (("fqn:jaffle_dinmo.braze_vip_flags",), (), ["braze_vip_flags"]),
-        (("high_value_customers+",), (), ["braze_vip_flags"]),  # downstream of a model
-        (("customers+",), (), ATTRIBUTES),  # customers feeds every attribute model
+        (("high_value_customers+",), (), SEGMENTS),  # downstream of a model
+        (("customers+",), (), CUSTOMER_FED),  # customers feeds every attribute and segment model
         (("orders+",), (), ALL),  # orders feeds customers and the order models
         (("order_items+",), (), ["braze_order_purchases"]),
-        (("customers+,tag:segments",), (), ["braze_vip_flags"]),
-        (
-            ("raw_orders+",),
-            ("newsletter_customers+",),
-            ["braze_customer_attributes", *ORDERS, "braze_vip_flags"],
-        ),
+        (("customers+,tag:segments",), (), SEGMENTS),
+        (("raw_orders+",), ("newsletter_customers+",), [a for a in ALL if a != "braze_newsletter_mirror"]),
     ],
 )
 def test_dbt_selection(manifest, select, exclude, expected) -> None:  # type: ignore[no-untyped-def]

@@ -39,9 +39,10 @@ def test_selection_by_tag_and_graph(cli: Cli) -> None:
 
     dbt_results = (cli.project / "target/run_results.json").read_bytes()
     dbt_manifest = (cli.project / "target/manifest.json").read_bytes()
-    assert ls("-s", "tag:segments") == ["braze_vip_flags"]
-    assert ls("-s", "high_value_customers+") == ["braze_vip_flags"]
-    assert ls("-s", "customers+", "--exclude", "tag:crm") == ["braze_newsletter_mirror", "braze_vip_flags"]
+    segments = ["braze_high_value_list", "braze_vip_club_subscription", "braze_vip_flags"]
+    assert ls("-s", "tag:segments") == segments
+    assert ls("-s", "high_value_customers+") == segments
+    assert ls("-s", "customers+", "--exclude", "tag:crm") == sorted(["braze_newsletter_mirror", *segments])
     assert ls("-s", "tag:braze,tag:newsletter") == ["braze_newsletter_mirror"]
     result = cli("run", "-s", "newsletter_customers+", "--output", "json")
     assert [r["activation"] for r in json.loads(result.stdout)["results"]] == ["braze_newsletter_mirror"]
@@ -82,7 +83,7 @@ def test_json_logs_use_dbts_envelope(cli: Cli) -> None:
         run_ids.add(info["invocation_id"])
     assert len(run_ids) == 1
     names = [e["info"]["name"] for e in events]
-    assert names[-1] == "DinmoRunResult" and names.count("DinmoActivationResult") == 5
+    assert names[-1] == "DinmoRunResult" and names.count("DinmoActivationResult") == 7
     final = events[-1]["data"]
     assert final["run_id"] in run_ids and final["status"] == "success"
     assert len(workspace(cli.url)["users"]) == 40
