@@ -107,8 +107,9 @@ def _counts_table(title: str, results: Sequence[ActivationResult], plan: bool) -
     segments = any(r.service in SEGMENT_SERVICES for r in results)
     checks = segments or any(r.waiting or r.profiles_checked or r.export_calls for r in results)
     table = Table(title=title, title_justify="left")
-    table.add_column("activation")
-    table.add_column("status")
+    longest = max((len(r.activation) for r in results), default=10)
+    table.add_column("activation", no_wrap=True, min_width=longest)  # headers wrap, names never
+    table.add_column("status", no_wrap=True)
     cols = ["rows", "insert", "update", "delete"]
     cols += ["enter", "exit"] if segments else []
     cols += ["unchanged", "rejected"]

@@ -62,8 +62,16 @@ def test_valid_segment_activations(tmp_path: Path) -> None:
     ("dinmo", "key", "words"),
     [
         (dict(SUB, subscription_group_id=None), "subscription_group_id", "is missing"),
-        (dict(SUB, subscription_group_id="VIP club"), "subscription_group_id", "not a Braze subscription group ID"),
-        (dict(SUB, identifier={"column": "id", "type": "user_alias", "alias_label": "x"}), "type", "external_id only"),
+        (
+            dict(SUB, subscription_group_id="VIP club"),
+            "subscription_group_id",
+            "not a Braze subscription group ID",
+        ),
+        (
+            dict(SUB, identifier={"column": "id", "type": "user_alias", "alias_label": "x"}),
+            "type",
+            "external_id only",
+        ),
         (dict(SUB, sync_mode="mirror"), "sync_mode", "the model is the segment"),
         (dict(SUB, mapping={"a": "b"}), "mapping", "membership only"),
         (dict(SUB, max_exits="lots"), "max_exits", "neither a count nor a percentage"),
@@ -105,7 +113,9 @@ def test_segments_that_would_fight_another_activation(tmp_path: Path) -> None:
         ("exposure list_a", "audience_name"),
         ("exposure list_b", "audience_name"),
     }
-    assert any("attrs" in p.message and "mapping" in p.message for p in problems if p.where == "exposure list_a")
+    assert any(
+        "attrs" in p.message and "mapping" in p.message for p in problems if p.where == "exposure list_a"
+    )
     assert all(p.fix for p in problems)
 
 
@@ -114,9 +124,7 @@ def _members(ids: list[str | None]) -> pa.RecordBatch:
     counts: dict[str | None, int] = {}
     for i in ids:
         counts[i] = counts.get(i, 0) + 1
-    return pa.RecordBatch.from_pydict(
-        {"dinmo_member_id": list(counts), "dinmo_rows": list(counts.values())}
-    )
+    return pa.RecordBatch.from_pydict({"dinmo_member_id": list(counts), "dinmo_rows": list(counts.values())})
 
 
 def _segment_state(store: StateStore, synced: list[str]) -> ActivationState:
@@ -160,7 +168,9 @@ def _candidates(con: Any, ids: list[str]) -> str:
     return "SELECT __id FROM __cand"
 
 
-def test_gate_trusts_earlier_upserts_and_exports_the_rest(tmp_path: Path, emulator: Any, api_key: str) -> None:
+def test_gate_trusts_earlier_upserts_and_exports_the_rest(
+    tmp_path: Path, emulator: Any, api_key: str
+) -> None:
     """Known users need no request; users our upsert acknowledged in this run, and users never
     seen, are checked with /users/export/ids (50 a request); those missing wait, and are not
     checked twice in one run."""
@@ -171,7 +181,14 @@ def test_gate_trusts_earlier_upserts_and_exports_the_rest(tmp_path: Path, emulat
         earlier = started - dt.timedelta(hours=1)
         store.con.execute(
             "INSERT INTO known_users VALUES (?, ?, 'old', 'track', ?), (?, ?, 'new', 'track', ?)",
-            [key.destination, key.namespace, earlier, key.destination, key.namespace, started + dt.timedelta(seconds=1)],
+            [
+                key.destination,
+                key.namespace,
+                earlier,
+                key.destination,
+                key.namespace,
+                started + dt.timedelta(seconds=1),
+            ],
         )
         candidates = ["old", "new", *(f"ext{i}" for i in range(60)), "ghost1", "ghost2"]
         con = store.cursor()
@@ -231,7 +248,10 @@ def test_upserts_and_deletions_fold_into_known_users(tmp_path: Path) -> None:
         )
         store.journal_acks(state, rows)
         store.fold(state)
-        known = lambda: sorted(r[0] for r in store.con.execute("SELECT identifier FROM known_users").fetchall())  # noqa: E731
+
+        def known() -> list[str]:
+            return sorted(r[0] for r in store.con.execute("SELECT identifier FROM known_users").fetchall())
+
         assert known() == ["u1", "u2"]
         store.journal_acks(state, pa.table({"__id": ["u1"], "__op": ["delete"], "__seq": [2], "__at": [now]}))
         store.fold(state)
@@ -241,7 +261,9 @@ def test_upserts_and_deletions_fold_into_known_users(tmp_path: Path) -> None:
         store.con.execute("DELETE FROM known_users")
         store.con.execute("DELETE FROM meta WHERE key LIKE 'known_seeded:%'")
         store.activation_state("up", "braze|url|x", ("a",), creates=key)
-        assert sorted(r[0] for r in store.con.execute("SELECT identifier FROM known_users").fetchall()) == ["u2"]
+        assert sorted(r[0] for r in store.con.execute("SELECT identifier FROM known_users").fetchall()) == [
+            "u2"
+        ]
 
 
 def test_run_bounded_stops_starting_work_after_the_first_error() -> None:

@@ -8,13 +8,18 @@ vcrpy intercepts; no test here uses ``httpx.MockTransport``.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from vcr.errors import CannotOverwriteExistingCassetteException
 
+from dbt_dinmo.activation import Identifier
 from dbt_dinmo.braze import BatchResult, BrazeClient, PreparedObject, RateLimits, RetryPolicy, TrackBatch
+from dbt_dinmo.profiles import ProfileGate
+from dbt_dinmo.state import KnownKey, StateStore
 
 KEY = "cassette-key-not-real-0000"
 URL = "https://rest.iad-01.braze.com"
@@ -138,6 +143,33 @@ async def test_users_export_ids() -> None:
     assert export.message == "success"
 
 
+async def test_subscription_status_v2() -> None:
+    group = {
+        "subscription_group_id": "0c2d9c3e-7f2a-4c1e-9b8d-5a6f3e2d1c0b",
+        "subscription_state": "subscribed",
+        "external_ids": ["u-1001", "u-1002"],
+    }
+    async with client() as c:
+        await c.set_subscription_status([group])  # 201 {"message": "success"}: no exception
+
+
+async def test_profile_check_export(tmp_path: Path) -> None:
+    """The profile gate reads Braze's documented export answer: found users become known, the
+    others wait for their profile."""
+    started = dt.datetime.now(dt.timezone.utc)
+    with StateStore(tmp_path) as store:
+        con = store.cursor()
+        con.register("__cand", pa.table({"__id": ["u-1001", "u-9999"]}))
+        gate = ProfileGate(con, KnownKey("braze", "external_id"), Identifier("customer_id"), started)
+        assert gate.split("SELECT __id FROM __cand").to_check == 2
+        async with client() as c:
+            assert await gate.check(c, max_in_flight=1) == 1
+        assert gate.waiting_sample(5) == ["u-9999"]
+        known = con.execute("SELECT identifier, source FROM known_users").fetchall()
+        assert known == [("u-1001", "export")]
+        con.close()
+
+
 @pytest.mark.default_cassette("test_users_delete.yaml")
 async def test_a_different_body_is_not_replayed() -> None:
     async with client() as c:
@@ -161,4 +193,6 @@ def test_every_cassette_is_used() -> None:
         "test_track_fatal_400",
         "test_users_delete",
         "test_users_export_ids",
+        "test_subscription_status_v2",
+        "test_profile_check_export",
     }

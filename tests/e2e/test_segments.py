@@ -97,7 +97,10 @@ def test_entries_subscribe_exits_unsubscribe_and_reruns_send_nothing(cli: Cli, e
     assert count(cli.url, EXPORT_ENDPOINT) == 1
     list_objects = [o for b in bodies(emulator, "/users/track") for o in b.get("attributes", []) if LIST in o]
     assert sorted(o["external_id"] for o in list_objects) == segment
-    assert all(o["_update_existing_only"] is True and set(o) == {"external_id", LIST, "_update_existing_only"} for o in list_objects)
+    assert all(
+        o["_update_existing_only"] is True and set(o) == {"external_id", LIST, "_update_existing_only"}
+        for o in list_objects
+    )
 
     before = {e: count(cli.url, e) for e in ("/users/track", SUB_ENDPOINT, EXPORT_ENDPOINT)}
     rerun = run_json(cli)
@@ -107,12 +110,21 @@ def test_entries_subscribe_exits_unsubscribe_and_reruns_send_nothing(cli: Cli, e
     leaving = segment[0]
     joining = next(c for c in customers(cli.project) if c not in segment)
     query(cli.project, f"delete from high_value_customers where customer_id = '{leaving}'")
-    query(cli.project, f"insert into high_value_customers select customer_id, lifetime_value from customers where customer_id = '{joining}'")
+    query(
+        cli.project,
+        f"insert into high_value_customers select customer_id, lifetime_value from customers where customer_id = '{joining}'",
+    )
     changed = run_json(cli, *select(*SEGMENTS))
     assert (changed[SUBSCRIPTION]["entered"], changed[SUBSCRIPTION]["exited"]) == (1, 1)
     assert (changed[USER_LIST]["entered"], changed[USER_LIST]["exited"]) == (1, 1)
     sub_requests = bodies(emulator, SUB_ENDPOINT)[1:]
-    assert sorted((r["subscription_groups"][0]["subscription_state"], tuple(r["subscription_groups"][0]["external_ids"])) for r in sub_requests) == [
+    assert sorted(
+        (
+            r["subscription_groups"][0]["subscription_state"],
+            tuple(r["subscription_groups"][0]["external_ids"]),
+        )
+        for r in sub_requests
+    ) == [
         ("subscribed", (joining,)),
         ("unsubscribed", (leaving,)),
     ]
@@ -191,7 +203,9 @@ def test_update_mode_reaches_a_profile_created_later(cli: Cli, emulator: Any) ->
     create_in_braze(emulator, [segment[3]])
     second = run_json(cli, *select("braze_vip_flags"))["braze_vip_flags"]
     assert (second["updated"], second["waiting"], second["profiles_checked"]) == (1, 12, 13)
-    ltv = query(cli.project, f"select lifetime_value from high_value_customers where customer_id = '{segment[3]}'")[0][0]
+    ltv = query(
+        cli.project, f"select lifetime_value from high_value_customers where customer_id = '{segment[3]}'"
+    )[0][0]
     assert users_by_id(cli.url)[segment[3]]["custom_attributes"]["high_value_ltv"] == float(ltv)
     third = run_json(cli, *select("braze_vip_flags"))["braze_vip_flags"]
     assert (third["updated"], third["unchanged"], third["waiting"]) == (0, 1, 12)
@@ -220,7 +234,10 @@ def test_missing_permission_stops_only_that_activation(cli: Cli, emulator: Any) 
 
     # Users known from our upsert need no check, so a key without users.export.ids still works...
     joining = next(c for c in customers(cli.project) if c not in members(cli.project))
-    query(cli.project, f"insert into high_value_customers select customer_id, lifetime_value from customers where customer_id = '{joining}'")
+    query(
+        cli.project,
+        f"insert into high_value_customers select customer_id, lifetime_value from customers where customer_id = '{joining}'",
+    )
     ok = cli("run", *select(USER_LIST), env=cli.env(BRAZE_API_KEY=track_only))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # ...until a user must be checked: a new profile outside dbt-dinmo
@@ -264,7 +281,9 @@ SEGMENT_PROJECT = {
 }
 
 
-def test_a_failed_send_resends_only_what_braze_did_not_acknowledge(tmp_path: Path, emulator: Any, api_key: str) -> None:
+def test_a_failed_send_resends_only_what_braze_did_not_acknowledge(
+    tmp_path: Path, emulator: Any, api_key: str
+) -> None:
     project = tmp_path / "seg"
     for name, text in SEGMENT_PROJECT.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -286,3 +305,34 @@ def test_a_failed_send_resends_only_what_braze_did_not_acknowledge(tmp_path: Pat
     accepted = sent[:100] + sent[-160:]
     assert sorted(accepted) == ids  # everyone subscribed, the acknowledged ones only once
     assert all(u["subscription_groups"] == {GROUP: "subscribed"} for u in users_by_id(emulator.url).values())
+
+
+def test_kill_mid_send_then_rerun_loses_nothing(tmp_path: Path, emulator: Any, api_key: str) -> None:
+    import os
+    import signal
+    import time
+
+    project = tmp_path / "seg"
+    for name, text in SEGMENT_PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text.replace("range(260)", "range(1500)"))
+    assert dbt(project, "build").returncode == 0
+    ids = [f"m{i:04d}" for i in range(1500)]
+    create_in_braze(emulator, ids)
+    cli = Cli(project, emulator.url, api_key)
+    emulator.add_faults([{"kind": "delay", "path": SUB_ENDPOINT, "seconds": 0.15, "times": 1000}])
+    proc = cli.popen("run")
+    deadline = time.time() + 120
+    while time.time() < deadline and count(emulator.url, SUB_ENDPOINT) < 8:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    emulator.clear_faults()
+    sent_before = count(emulator.url, SUB_ENDPOINT)
+    assert 8 <= sent_before < 30
+    rerun = json.loads(cli("run", "--output", "json").stdout)["results"][0]
+    assert rerun["status"] == "success"
+    users = users_by_id(emulator.url)
+    assert all(users[i]["subscription_groups"] == {GROUP: "subscribed"} for i in ids)  # nothing lost
+    # only the request in flight at the kill (max_in_flight 1) may have been sent twice
+    assert rerun["entered"] + (sent_before - 1) * 50 <= 1500 <= rerun["entered"] + sent_before * 50
