@@ -229,6 +229,10 @@ def test_missing_permission_stops_only_that_activation(cli: Cli, emulator: Any) 
     assert all(r["status"] == "success" for n, r in runs.items() if n != SUBSCRIPTION)
     assert no_subscriptions not in result.stdout + result.stderr
     assert count(cli.url, SUB_ENDPOINT) == 1  # the one refused request, then it stopped
+    validate = cli("validate", env=cli.env(BRAZE_API_KEY=no_subscriptions))
+    assert validate.returncode == 1
+    assert "MISSING braze: subscription.status.set" in validate.stdout
+    assert "OK braze: users.export.ids" in validate.stdout
     again = run_json(cli, *select(SUBSCRIPTION))  # the full key: nothing was recorded, all sent
     assert again[SUBSCRIPTION]["entered"] == 13
 
