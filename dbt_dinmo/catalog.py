@@ -13,7 +13,8 @@ worker thread:
   process (dbt's adapters are process-wide), and history reads wait for them briefly, then
   fail with :class:`CatalogBusyError` instead of hanging.
 
-Braze dashboard links: for services whose rows name a user (attributes, events, purchases),
+Braze dashboard links: for services whose rows name a user (attributes, events, purchases,
+subscription statuses and user lists),
 :meth:`Catalog.dashboard_link` builds, from the destination's ``dashboard_url``::
 
     {dashboard_url}/users/user_search/user-search?query=<identifier>
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from dbt_dinmo.activation import Activation
+from dbt_dinmo.activation import EVENT_SERVICES, SEGMENT_SERVICES, Activation
 from dbt_dinmo.errors import ConfigError, DinmoError, Problem
 from dbt_dinmo.project import Project
 
@@ -59,7 +60,12 @@ __all__ = [
 ]
 
 # Services whose rows name one Braze user by the activation's identifier (the link's target).
-USER_SERVICES = ("user_attributes", "custom_events", "purchases")
+USER_SERVICES = ("user_attributes", *EVENT_SERVICES, *SEGMENT_SERVICES)
+# Columns added to ``run_activations`` after the first release: an older state file opened
+# read-only (never migrated) may lack them, and their figures then read as 0.
+ADDED_COUNT_FIELDS = ("entered", "exited", "waiting", "profiles_checked", "export_calls")
+# What "changes" adds up: users inserted, updated, deleted, or entering and leaving a segment.
+CHANGE_FIELDS = ("inserted", "updated", "deleted", "entered", "exited")
 COUNT_FIELDS = (
     "source_rows",
     "inserted",
@@ -72,6 +78,7 @@ COUNT_FIELDS = (
     "deletes_blocked",
     "attribute_writes",
     "requests",
+    *ADDED_COUNT_FIELDS,
 )
 READ_WAIT = 2.0  # seconds a history read waits for an in-process plan/sync before giving up
 SEARCH_LIMIT = 500
@@ -116,11 +123,21 @@ class ActivationRun:
     deletes_blocked: int = 0
     attribute_writes: int = 0
     requests: int = 0
+    entered: int = 0  # segments: members who joined (subscribed, or flagged true)
+    exited: int = 0  # segments: members who left (unsubscribed, or flagged false)
+    waiting: int = 0  # users not sent: no Braze profile yet (checked again next run)
+    profiles_checked: int = 0  # identifiers checked with /users/export/ids
+    export_calls: int = 0  # /users/export/ids requests
+
+    @property
+    def is_segment(self) -> bool:
+        """True for a subscription_status or user_lists run (entries and exits, no upserts)."""
+        return self.sync_mode == "segment" or self.service in SEGMENT_SERVICES
 
     @property
     def changes(self) -> int:
-        """Users inserted, updated or deleted."""
-        return self.inserted + self.updated + self.deleted
+        """Users inserted, updated or deleted, or entering or leaving a segment."""
+        return self.inserted + self.updated + self.deleted + self.entered + self.exited
 
     @property
     def duration(self) -> float | None:
@@ -341,15 +358,20 @@ class Catalog:
         return int(self._query(f"SELECT count(*) AS n FROM run_activations {where}", params)[0]["n"])
 
     def changes_per_run(self, activation: str, limit: int = 60) -> list[int]:
-        """Users changed (inserted + updated + deleted) by the latest runs, oldest first."""
+        """Users changed (inserted + updated + deleted + entered + exited) by the latest runs,
+        oldest first."""
         if not self.has_state():
             return []
-        rows = self._query(
-            "SELECT inserted + updated + deleted AS n FROM run_activations WHERE activation = ? "
-            f"ORDER BY started_at DESC LIMIT {int(limit)}",
-            [activation],
-        )
-        return [int(r["n"] or 0) for r in reversed(rows)]
+        with self._connection() as con:
+            cur = con.execute("SELECT * FROM run_activations LIMIT 0")
+            present = {d[0] for d in cur.description or ()}
+            total = " + ".join(f"coalesce({c}, 0)" for c in CHANGE_FIELDS if c in present) or "0"
+            rows = con.execute(
+                f"SELECT {total} AS n FROM run_activations WHERE activation = ? "
+                f"ORDER BY started_at DESC LIMIT {int(limit)}",
+                [activation],
+            ).fetchall()
+        return [int(r[0] or 0) for r in reversed(rows)]
 
     def run_detail(self, run_id: str) -> RunInfo | None:
         """A run and every activation's figures in it (None when unknown)."""

@@ -22,6 +22,9 @@ STATUS_STYLE = {
     "running": "$text-accent",
 }
 STATUS_SHORT = {"partial success": "partial"}
+# Users not sent because their Braze profile does not exist yet (checked again next run).
+WAITING_GLYPH = "◷"
+SEGMENT_MODE = "segment (entries and exits)"
 
 
 def system_clock() -> dt.datetime:
@@ -78,6 +81,15 @@ def duration(seconds: float | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def export_time(seconds: float, calls: int) -> str:
+    """The least time ``calls`` /users/export/ids requests take under their rate limit."""
+    if calls <= 0:
+        return "no request needed"
+    if seconds <= 0:
+        return "within one rate-limit window"
+    return f"at least {duration(seconds)} under the rate limit"
 
 
 def count(value: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .formatting import WAITING_GLYPH
+
 KEYS: tuple[tuple[str, str, str], ...] = (
     ("everywhere", "? / f1", "this help"),
     ("everywhere", "ctrl+p", "command palette: open, plan or sync any activation by name"),
@@ -24,7 +26,10 @@ KEYS: tuple[tuple[str, str, str], ...] = (
 )
 
 NOTES = (
-    "Times are relative to now (3m ago, in 12m). Changes: +inserted ~updated -deleted !rejected.",
+    "Times are relative to now (3m ago, in 12m).",
+    "Changes: +inserted ~updated -deleted !rejected; a segment (subscription group, user list): "
+    f"+entered -exited; {WAITING_GLYPH} users waiting for a Braze profile (not sent, checked again "
+    "next run).",
     "Errors (Braze unreachable, the state locked by a running `dbt-dinmo run`, a config problem) "
     "show as notifications.",
 )

@@ -2,7 +2,8 @@
 
 The history is produced once per session by the real CLI (a subprocess, so dbt's process-wide
 adapters never mix with the test process) against a session emulator: a first sync of every
-activation, then a second one after C002's country became 'France' (one rejected row).
+activation (the user list enters its 13 members, after checking their Braze profiles), then a
+second one after C002's country became 'France' (one rejected row).
 """
 
 from __future__ import annotations

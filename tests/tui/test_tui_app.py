@@ -92,16 +92,16 @@ async def test_navigation_filter_and_detail(project_with_history: Path) -> None:
         await pilot.press("enter")  # leaves the input, keeps the filter
         assert table.has_focus and table.row_count == 1
         await pilot.press("escape")  # clears the filter
-        await wait_for(pilot, lambda: table.row_count == 3)
+        await wait_for(pilot, lambda: table.row_count == len(NAMES))
         await pilot.press("slash", *"marketing")  # owner team: any text matches
         await wait_for(pilot, lambda: table.row_count == 1)
         await pilot.press("escape", "escape")
-        await wait_for(pilot, lambda: table.row_count == 3)
+        await wait_for(pilot, lambda: table.row_count == len(NAMES))
         await pilot.press("slash", *"no-such-thing")
         await wait_for(pilot, lambda: table.row_count == 0)
         assert "No activation matches" in text_of(app.screen.query_one(EmptyState))
         await pilot.press("escape", "escape")
-        await wait_for(pilot, lambda: table.row_count == 3)
+        await wait_for(pilot, lambda: table.row_count == len(NAMES))
 
         detail = await open_detail(pilot, "braze_customer_attributes")
         assert detail.table.row_count == 2 and detail.total == 2
@@ -338,7 +338,7 @@ async def test_locked_state_is_a_notification(project_with_history: Path, state_
         assert isinstance(screen, ActivationsScreen)
         await wait_for(pilot, lambda: screen.runs_state not in ("loading", "loaded"))
         assert "in use by another dbt-dinmo process" in " ".join(notes.of("error"))
-        assert screen.query_one(ActivationTable).row_count == 3
+        assert screen.query_one(ActivationTable).row_count == len(NAMES)
         assert "run history unavailable" in text_of(screen.query_one("#summary"))
 
 

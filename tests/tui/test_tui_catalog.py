@@ -8,12 +8,14 @@ import shutil
 import threading
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from dbt_dinmo.activation import Identifier
-from dbt_dinmo.catalog import CatalogBusyError, dashboard_link, next_due
-from tests.tui.tui_helpers import NAMES, make_catalog, synthetic_history
-from tui.formatting import duration, matches, relative
+from dbt_dinmo.catalog import ADDED_COUNT_FIELDS, ActivationRun, CatalogBusyError, dashboard_link, next_due
+from dbt_dinmo.state import STATE_FILE
+from tests.tui.tui_helpers import ATTRIBUTE_NAMES, NAMES, SEGMENT_NAME, make_catalog, synthetic_history
+from tui.formatting import duration, export_time, matches, relative
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def synthetic(project_with_history: Path) -> Path:
     """The history project with 250 runs per activation instead of its real two."""
     state = project_with_history / ".dinmo"
     shutil.rmtree(state)
-    synthetic_history(state, NAMES, runs=750, rejected_per_run=4)
+    synthetic_history(state, ATTRIBUTE_NAMES, runs=750, rejected_per_run=4)
     return project_with_history
 
 
@@ -39,7 +41,7 @@ def test_activations_and_last_runs(project_with_history: Path) -> None:
 def test_history_is_paged_newest_first(synthetic: Path) -> None:
     catalog = make_catalog(synthetic)
     catalog.activations()
-    name = NAMES[1]
+    name = ATTRIBUTE_NAMES[1]
     assert catalog.run_count(name) == 250 and catalog.run_count() == 750
     first = catalog.runs(name, limit=100)
     assert len(first) == 100
@@ -57,7 +59,7 @@ def test_run_detail_and_rejected_search(synthetic: Path) -> None:
     catalog = make_catalog(synthetic)
     catalog.activations()
     run = catalog.run_detail("run-00000004")
-    assert run is not None and [a.activation for a in run.activations] == [NAMES[1]]
+    assert run is not None and [a.activation for a in run.activations] == [ATTRIBUTE_NAMES[1]]
     assert run.duration == 3.0 and run.activations[0].duration == 2.0
     assert catalog.run_detail("no-such-run") is None
     page = catalog.rejected("run-00000004")
@@ -68,11 +70,11 @@ def test_run_detail_and_rejected_search(synthetic: Path) -> None:
     assert catalog.rejected("run-00000004", search="5_%").total == 0
     assert catalog.rejected("run-00000004", search="iso_3166").total == 2
     assert catalog.rejected("run-00000004", search="U000003").total == 1
-    assert catalog.rejected("run-00000004", activation=NAMES[0]).total == 0
+    assert catalog.rejected("run-00000004", activation=ATTRIBUTE_NAMES[0]).total == 0
     assert catalog.rejected("run-00000004", limit=3).total == 4  # total counts beyond the page
     row = page.rows[0]
     assert row.as_text().split("\t")[:3] == [
-        NAMES[1],
+        ATTRIBUTE_NAMES[1],
         "U000000",
         "attribute country is 'France'; expects 50% ISO_3166",
     ]
@@ -152,3 +154,42 @@ def test_formatting() -> None:
     assert relative(now + dt.timedelta(minutes=12), now) == "in 12m" and relative(None, now) == "—"
     assert [duration(s) for s in (0.42, 12.2, 185, 3720)] == ["0.4 s", "12 s", "3 min 05 s", "1 h 02 min"]
     assert matches("braze_vip_flags high_value_customers", "VIP high") and not matches("abc", "abc d")
+
+
+def test_segment_figures(project_with_history: Path) -> None:
+    """The user list's runs: members entered, profiles checked, and its changes per run."""
+    catalog = make_catalog(project_with_history)
+    catalog.activations()
+    newest, first = catalog.runs(SEGMENT_NAME)
+    assert first.is_segment and first.service == "user_lists" and first.sync_mode == "segment"
+    assert (first.entered, first.exited, first.inserted, first.updated, first.deleted) == (13, 0, 0, 0, 0)
+    assert (first.profiles_checked, first.export_calls, first.waiting) == (13, 1, 0)
+    assert first.changes == 13 and newest.changes == 0 and newest.unchanged == 13
+    assert catalog.changes_per_run(SEGMENT_NAME) == [13, 0]
+    assert not catalog.last_runs()[NAMES[0]].is_segment
+    base = "https://dashboard-01.braze.eu/users/user_search/user-search?query="
+    assert catalog.dashboard_link(SEGMENT_NAME, "C005") == base + "C005"  # segments name users too
+
+
+def test_state_files_from_before_segments(project_with_history: Path) -> None:
+    """A state file without the segment and profile-check columns (never migrated) reads as 0."""
+    con = duckdb.connect(str(project_with_history / ".dinmo" / STATE_FILE))
+    try:
+        for column in ADDED_COUNT_FIELDS:
+            con.execute(f"ALTER TABLE run_activations DROP COLUMN {column}")
+    finally:
+        con.close()
+    catalog = make_catalog(project_with_history)
+    catalog.activations()
+    last = catalog.last_runs()[SEGMENT_NAME]
+    assert (last.entered, last.exited, last.waiting, last.profiles_checked, last.export_calls) == (0,) * 5
+    assert catalog.changes_per_run(NAMES[0]) == [40, 0]
+    assert catalog.changes_per_run(SEGMENT_NAME) == [0, 0]  # its entries were never recorded
+    row = ActivationRun.from_row({"run_id": "r", "activation": "a", "entered": None, "exited": 2})
+    assert (row.entered, row.exited, row.changes) == (0, 2, 2)
+
+
+def test_export_time() -> None:
+    assert export_time(0.0, 0) == "no request needed"
+    assert export_time(0.0, 3) == "within one rate-limit window"
+    assert export_time(120.0, 300) == "at least 2 min 00 s under the rate limit"

@@ -15,7 +15,14 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.conftest import IGNORE, ROOT, SAMPLE
-from tests.tui.tui_helpers import SNAPSHOT_REST_URL, frozen_clock, make_catalog, use_project, wait_for
+from tests.tui.tui_helpers import (
+    SEGMENT_NAME,
+    SNAPSHOT_REST_URL,
+    frozen_clock,
+    make_catalog,
+    use_project,
+    wait_for,
+)
 from tui.app import DinmoApp
 from tui.screens.activations import ActivationsScreen
 from tui.screens.detail import DetailScreen
@@ -46,11 +53,11 @@ async def loaded(pilot: Pilot[Any]) -> None:
     )
 
 
-async def detail(pilot: Pilot[Any]) -> None:
-    """Open braze_customer_attributes and wait for its history."""
+async def detail(pilot: Pilot[Any], name: str = "braze_customer_attributes") -> None:
+    """Open an activation (braze_customer_attributes) and wait for its history."""
     await loaded(pilot)
     app = pilot.app
-    app.screen.query_one(ActivationTable).select_key("braze_customer_attributes")
+    app.screen.query_one(ActivationTable).select_key(name)
     await pilot.press("enter")
     await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.table.row_count == 2)
 
@@ -84,6 +91,15 @@ def test_activations_filtered(snap_compare: Any, snapshot_project: Path) -> None
 def test_detail(snap_compare: Any, snapshot_project: Path, fixed_rest_url: None) -> None:
     """Configuration, mapping, changes per run and run history."""
     assert snap_compare(app_for(snapshot_project), terminal_size=SNAP_SIZE, run_before=detail)
+
+
+def test_segment_detail(snap_compare: Any, snapshot_project: Path, fixed_rest_url: None) -> None:
+    """A user list: audience and attribute, membership instead of a mapping, entries per run."""
+
+    async def steps(pilot: Pilot[Any]) -> None:
+        await detail(pilot, SEGMENT_NAME)
+
+    assert snap_compare(app_for(snapshot_project), terminal_size=SNAP_SIZE, run_before=steps)
 
 
 def test_run_detail(snap_compare: Any, snapshot_project: Path) -> None:

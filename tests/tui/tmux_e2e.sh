@@ -26,14 +26,15 @@ t new-session -d -s "$S" -x 120 -y 40 \
 # The activations, then their last runs.
 until_shows "braze_customer_attributes"
 until_shows "partial"
-until_shows "3 activation(s)"
+until_shows "4 activation(s)"
 sleep 1  # keys sent right after the first paint can be lost
 
 # `/` filters by any text; the other activations disappear.
 keys "/"
+until_shows "Filter activations"  # the input is shown (and focused) before the text is typed
 type_text "newsletter"
 until_gone "braze_vip_flags"
-until_shows "1 of 3 activation(s) match newsletter"
+until_shows "1 of 4 activation(s) match newsletter"
 keys Enter   # leave the filter
 keys Escape  # clear it
 until_shows "braze_vip_flags"
@@ -52,6 +53,7 @@ until_shows "user-search?query=C002"
 
 # `/` searches the rejected rows.
 keys "/"
+until_shows "Search rejected rows:"
 type_text "zzz"
 until_shows "No rejected row matches"
 keys Escape  # leave the search box (one key at a time: "\e\e" would read as alt+escape)
@@ -69,7 +71,7 @@ until_gone "dbt-dinmo dashboard: keys"
 keys Escape
 until_shows "Run history: 2 run(s)"
 keys Escape
-until_shows "3 activation(s)"
+until_shows "4 activation(s)"
 keys q
 for _ in $(seq 100); do t has-session -t "$S" 2>/dev/null || { echo "OK"; exit 0; }; sleep 0.05; done
 fail "the app did not quit on q"

@@ -29,9 +29,12 @@ SNAPSHOT_REST_URL = "http://127.0.0.1:4010"  # shown on the detail screen: never
 KEEP_NAMES = ("logs", "*.wal", "tmp", "run.lock", "dbt_packages")
 KEEP = shutil.ignore_patterns(*KEEP_NAMES)
 SIZE = (120, 40)
-# The sample's user-attribute activations. The history project keeps only these in its manifest,
-# so the tests (and snapshots) do not change whenever the sample project gains an activation.
-NAMES = ["braze_customer_attributes", "braze_newsletter_mirror", "braze_vip_flags"]
+# The sample's user-attribute activations and one segment (a user list). The history project
+# keeps only these in its manifest, so the tests (and snapshots) do not change whenever the sample
+# project gains an activation.
+ATTRIBUTE_NAMES = ["braze_customer_attributes", "braze_newsletter_mirror", "braze_vip_flags"]
+SEGMENT_NAME = "braze_high_value_list"  # user_lists on high_value_customers (13 members)
+NAMES = sorted([*ATTRIBUTE_NAMES, SEGMENT_NAME])
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,10 @@ def synthetic_history(
             [start, start, runs],
         )
         con.execute(
-            "INSERT INTO run_activations SELECT printf('run-%08d', i), n.name, 'user_attributes', 'upsert', "
+            "INSERT INTO run_activations (run_id, activation, service, sync_mode, destination, status, "
+            "message, started_at, finished_at, source_rows, inserted, updated, deleted, unchanged, rejected, "
+            "retried, failed, deletes_blocked, attribute_writes, requests) "
+            "SELECT printf('run-%08d', i), n.name, 'user_attributes', 'upsert', "
             "'braze', CASE WHEN i % 10 = 0 THEN 'partial success' ELSE 'success' END, '', "
             "?::TIMESTAMPTZ + to_minutes(i), ?::TIMESTAMPTZ + to_minutes(i) + to_seconds(2), "
             "1000, i % 7, i % 11, i % 3, 1000 - i % 7, ?, 0, 0, 0, (i % 11) * 4, 1 "

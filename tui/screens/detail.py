@@ -73,7 +73,7 @@ class DetailScreen(DinmoScreen):
             yield ChangesChart(id="changes")
             yield Static("Run history: loading…", id="history-caption")
             yield EmptyState(id="history-empty")
-            yield RunHistoryTable(id="history")
+            yield RunHistoryTable(segment=a.is_segment, checks=a.updates_existing_only, id="history")
         yield Footer()
 
     @property

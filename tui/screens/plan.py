@@ -1,4 +1,5 @@
-"""The dry run of one activation: counts by operation, attribute writes, blocked deletions, samples."""
+"""The dry run of one activation: counts by operation (a segment's entries and exits), attribute
+writes, blocked deletions or exits, the profile checks update-only sends need, samples."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from textual.containers import VerticalScroll
 from textual.markup import escape
 from textual.widgets import Footer, Header, LoadingIndicator, Static
 
-from ..formatting import status_markup
+from ..formatting import WAITING_GLYPH, export_time, status_markup
 from .base import DinmoScreen
 
 if TYPE_CHECKING:
     from dbt_dinmo.results import ActivationResult
 
 
-def counts_renderable(r: ActivationResult, events: bool = False) -> Table:
-    """Operation, count and what it means (events: sent once, never updated or deleted)."""
+def counts_renderable(r: ActivationResult, events: bool = False, segment: bool = False) -> Table:
+    """Operation, count and what it means (events: sent once, never updated or deleted; segments:
+    members entering and leaving), then the profile checks an update-only activation needs."""
     table = Table(title="What a run would do", title_justify="left", expand=False)
     table.add_column("Operation")
     table.add_column("Count", justify="right")
@@ -34,6 +36,19 @@ def counts_renderable(r: ActivationResult, events: bool = False) -> Table:
             ("Send", r.inserted, "events or purchases never sent before"),
             ("Already sent", r.unchanged, "recorded as sent: never sent again"),
             ("Rejected", r.rejected, "invalid rows, kept out of Braze (retried once fixed)"),
+        ]
+    elif segment:
+        exits_note = "members who left the model"
+        if r.deletes_blocked:
+            exits_note = (
+                f"{r.deletes_blocked:,} exit(s) blocked by the exit guard (max_exits or an empty model)"
+            )
+        rows = [
+            ("Source rows", r.source_rows, "rows the model returns: the segment's members"),
+            ("Enter", r.entered, "new members (subscribed, or flagged true)"),
+            ("Exit", r.exited, exits_note),
+            ("Unchanged", r.unchanged, "members already synced: nothing to send"),
+            ("Rejected", r.rejected, "invalid rows, kept out of Braze"),
         ]
     else:
         deletes_note = "mirror: users who left the model"
@@ -52,11 +67,40 @@ def counts_renderable(r: ActivationResult, events: bool = False) -> Table:
     table.add_section()
     table.add_row("Data points", f"{r.attribute_writes:,}", "attribute writes / properties Braze would count")
     table.add_row("Requests", f"{r.requests:,}", "estimated Braze API calls")
+    checks = profile_check_rows(r)
+    if checks:
+        table.add_section()
+        for label, shown, why in checks:
+            table.add_row(label, shown, why)
     return table
 
 
-def samples_renderable(r: ActivationResult) -> Group:
-    """Rejections, planned deletions and sample payloads."""
+def profile_check_rows(r: ActivationResult) -> list[tuple[str, str, str]]:
+    """Profile checks: users to check, /users/export/ids calls and their time, users waiting
+    since their last check (nothing when the plan needs no check)."""
+    if not (r.profiles_checked or r.waiting or r.export_calls):
+        return []
+    return [
+        (
+            "Profile checks",
+            f"{r.profiles_checked:,}",
+            "users not known to exist in Braze, checked before sending",
+        ),
+        (
+            "Export calls",
+            f"{r.export_calls:,}",
+            f"/users/export/ids requests needed ({export_time(r.export_seconds, r.export_calls)})",
+        ),
+        (
+            f"{WAITING_GLYPH} Waiting",
+            f"{r.waiting:,}",
+            "of those, not found at their last check (not sent until their profile exists)",
+        ),
+    ]
+
+
+def samples_renderable(r: ActivationResult, segment: bool = False) -> Group:
+    """Rejections, planned deletions (a segment: members leaving) and sample payloads."""
     parts: list[object] = []
     if r.rejections:
         rej = Table(title=f"Rejected rows (sample of {len(r.rejections)})", title_justify="left", expand=True)
@@ -69,7 +113,8 @@ def samples_renderable(r: ActivationResult) -> Group:
             )
         parts += [rej, Text("")]
     if r.planned_deletes:
-        parts.append(Text(f"Users to delete (sample): {', '.join(r.planned_deletes)}", style="bold"))
+        what = "Members who would leave" if segment else "Users to delete"
+        parts.append(Text(f"{what} (sample): {', '.join(r.planned_deletes)}", style="bold"))
         parts.append(Text(""))
     if r.samples:
         parts.append(Text(f"Sample payloads ({len(r.samples)})", style="bold"))
@@ -121,9 +166,10 @@ class PlanScreen(DinmoScreen):
         title = f"Plan of [b]{escape(self.activation)}[/]: a dry run, nothing is sent."
         self.query_one("#plan-title", Static).update(f"{title}  {status_markup(result.status)}{message}")
         activation = self.dinmo.catalog.activation(self.activation)
-        events = activation is not None and getattr(activation, "events", None) is not None
-        self.query_one("#plan-counts", Static).update(counts_renderable(result, events))
-        self.query_one("#plan-samples", Static).update(samples_renderable(result))
+        events = activation is not None and activation.is_event
+        segment = result.sync_mode == "segment" or (activation is not None and activation.is_segment)
+        self.query_one("#plan-counts", Static).update(counts_renderable(result, events, segment))
+        self.query_one("#plan-samples", Static).update(samples_renderable(result, segment))
         body.focus()
 
     def show_error(self, error: str) -> None:

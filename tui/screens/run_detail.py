@@ -13,16 +13,27 @@ from textual.markup import escape
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ..formatting import absolute, duration, short_id, status_markup
+from ..formatting import WAITING_GLYPH, absolute, duration, short_id, status_markup
 from ..widgets.empty_state import EmptyState
 from ..widgets.figures_table import FiguresTable
 from ..widgets.rejected_table import RejectedTable
 from .base import DinmoScreen
 
 if TYPE_CHECKING:
-    from dbt_dinmo.catalog import RejectedPage, RejectedRow, RunInfo
+    from dbt_dinmo.catalog import ActivationRun, RejectedPage, RejectedRow, RunInfo
 
 SEARCH_DEBOUNCE = 0.2
+
+
+def rejected_caption(activation: str | None, page: RejectedPage, part: ActivationRun | None) -> str:
+    """``Rejected rows of x: 3``; with users waiting for a Braze profile, how many of each."""
+    name = escape(activation or "this run")
+    if part is None or not part.waiting:
+        return f"Rejected rows of [b]{name}[/]: {page.total:,}"
+    return (
+        f"Rejected and waiting rows of [b]{name}[/]: {page.total:,} ({part.rejected:,} rejected, "
+        f"{WAITING_GLYPH} {part.waiting:,} waiting for a Braze profile)"
+    )
 
 
 class RunDetailScreen(DinmoScreen):
@@ -41,6 +52,7 @@ class RunDetailScreen(DinmoScreen):
         self.activation = activation
         self.search = ""
         self.page: RejectedPage | None = None
+        self.parts: dict[str, ActivationRun] = {}
         self._debounce: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -84,6 +96,7 @@ class RunDetailScreen(DinmoScreen):
             f"started {absolute(run.started_at, now)} · took {duration(run.duration)} · "
             f"{len(run.activations)} activation(s)"
         )
+        self.parts = {a.activation: a for a in run.activations}
         figures = self.query_one(FiguresTable)
         figures.show(run.activations)
         names = [a.activation for a in run.activations]
@@ -105,7 +118,7 @@ class RunDetailScreen(DinmoScreen):
         self.page = page
         table = self.rejected_table
         table.show(page.rows)
-        caption = f"Rejected rows of [b]{self.activation or 'this run'}[/]: {page.total:,}"
+        caption = rejected_caption(self.activation, page, self.parts.get(self.activation or ""))
         if page.search:
             caption += f" matching [b]{escape(page.search)}[/]"
         if page.total > len(page.rows):

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..formatting import matches, relative
-from .cells import changes, plain, status_cell
+from .cells import plain, run_changes, status_cell
 from .table import Table
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ COLUMNS = (
 def search_text(a: Activation) -> str:
     """Everything the ``/`` filter looks in."""
     e = a.exposure
+    seg = a.segment
+    segment = [seg.subscription_group_id or "", seg.audience_name or "", seg.attribute or ""] if seg else []
     return " ".join(
         [
             a.name,
@@ -49,6 +51,7 @@ def search_text(a: Activation) -> str:
             e.owner_email,
             " ".join(e.tags),
             " ".join(attr for _, attr in a.mapping),
+            *segment,
         ]
     )
 
@@ -122,9 +125,7 @@ class ActivationTable(Table):
                 status_cell(app, last.status, relative(last.started_at, now))
                 if last
                 else status_cell(app, ""),
-                changes(last.inserted, last.updated, last.deleted, last.rejected, app)
-                if last
-                else plain("—"),
+                run_changes(last, app) if last else plain("—"),
                 key=a.name,
             )
             shown += 1

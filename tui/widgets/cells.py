@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App
 
-from ..formatting import STATUS_GLYPH, STATUS_SHORT, STATUS_STYLE
+from ..formatting import STATUS_GLYPH, STATUS_SHORT, STATUS_STYLE, WAITING_GLYPH
+
+if TYPE_CHECKING:
+    from dbt_dinmo.catalog import ActivationRun
 
 _cache: dict[tuple[int, str], dict[str, str]] = {}
 
@@ -49,12 +52,45 @@ def number(value: int, *, warn: bool = False, app: App[Any] | None = None) -> Te
     return Text(f"{value:,}", style=style, justify="right")
 
 
-def changes(inserted: int, updated: int, deleted: int, rejected: int, app: App[Any]) -> Text:
-    """``+40 ~3 -1 !2``: inserted, updated, deleted and rejected users."""
+def changes(
+    inserted: int, updated: int, deleted: int, rejected: int, app: App[Any], *, waiting: int = 0
+) -> Text:
+    """``+40 ~3 -1 !2 ◷5``: inserted, updated, deleted, rejected and waiting users."""
     text = Text()
     text.append(f"+{inserted:,}", style=theme_style(app, "$text-success") if inserted else "")
     text.append(f" ~{updated:,}")
     text.append(f" -{deleted:,}", style=theme_style(app, "$text-error") if deleted else "")
+    _problems(text, rejected, waiting, app)
+    return text
+
+
+def segment_changes(entered: int, exited: int, rejected: int, app: App[Any], *, waiting: int = 0) -> Text:
+    """``+12 -3 !1 ◷5``: members who entered and left a segment, rejected and waiting users."""
+    text = Text()
+    text.append(f"+{entered:,}", style=theme_style(app, "$text-success") if entered else "")
+    text.append(f" -{exited:,}", style=theme_style(app, "$text-error") if exited else "")
+    _problems(text, rejected, waiting, app)
+    return text
+
+
+def run_changes(run: ActivationRun, app: App[Any]) -> Text:
+    """A run's changes: ``+entered -exited`` for a segment, ``+inserted ~updated -deleted``
+    otherwise; then ``!rejected`` and ``◷waiting`` when there are any."""
+    if run.is_segment:
+        return segment_changes(run.entered, run.exited, run.rejected, app, waiting=run.waiting)
+    return changes(run.inserted, run.updated, run.deleted, run.rejected, app, waiting=run.waiting)
+
+
+def _problems(text: Text, rejected: int, waiting: int, app: App[Any]) -> None:
     if rejected:
         text.append(f" !{rejected:,}", style=theme_style(app, "$text-warning"))
+    if waiting:
+        text.append(f" {WAITING_GLYPH}{waiting:,}", style=theme_style(app, "$text-accent"))
+
+
+def blocked(value: int, blocked: int) -> Text:
+    """A right-aligned count with the users a guard blocked: ``3 +2 blocked``."""
+    text = number(value)
+    if blocked:
+        text.append(f" +{blocked:,} blocked")
     return text

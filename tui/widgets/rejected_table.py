@@ -1,10 +1,15 @@
-"""Rejected rows: identifier, reason, where the rejection came from, and the dashboard link."""
+"""Rejected rows: identifier, reason, where the rejection came from, and the dashboard link.
+
+Users waiting for a Braze profile (not sent, checked again next run) are stored beside the
+rejected rows with the origin ``waiting``; their origin reads ``◷ waiting``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..formatting import WAITING_GLYPH
 from .cells import plain
 from .table import Table
 
@@ -12,7 +17,13 @@ if TYPE_CHECKING:
     from dbt_dinmo.catalog import RejectedRow
 
 REASON_WIDTH = 72
+WAITING_ORIGIN = "waiting"
 COLUMNS = (("Identifier", "identifier"), ("Reason", "reason"), ("Origin", "origin"), ("Braze link", "link"))
+
+
+def origin_text(origin: str) -> str:
+    """Where a row was kept out: ``dinmo``, ``braze``, or ``◷ waiting`` (for a Braze profile)."""
+    return f"{WAITING_GLYPH} {origin}" if origin == WAITING_ORIGIN else origin
 
 
 class RejectedTable(Table):
@@ -31,7 +42,7 @@ class RejectedTable(Table):
             self.add_row(
                 plain(r.identifier or "(none)"),
                 plain(reason),
-                plain(r.origin),
+                plain(origin_text(r.origin)),
                 plain("yes (o)" if r.link else "—"),
                 key=str(i),
             )
