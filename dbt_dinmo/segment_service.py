@@ -10,9 +10,11 @@
 Neither ever creates a Braze user: entries go through the profile gate
 (:mod:`dbt_dinmo.profiles`), and members without a profile yet wait for a later run. Exits need
 no check: the state holds only users Braze acknowledged as members. The state is the set of
-acknowledged members; each acknowledged entry adds one, each acknowledged exit removes one, through
-the same journal as the attribute syncs, so a crash loses nothing and re-sends only what was not
-acknowledged. A rerun with the same segment sends nothing.
+acknowledged members; each acknowledged entry adds one, each acknowledged exit removes one. They are
+appended to the activation's member log the moment Braze acknowledges them (one ``write()``, no
+database commit) and folded into the state at the end of the run or the start of the next, so a
+crash loses nothing and re-sends only what was not acknowledged. A rerun with the same segment
+sends nothing.
 
 Exit guard: a run never sends exits because the model came back empty, nor more exits than
 ``max_exits`` (when set), unless ``--allow-deletes`` is passed for that run.
@@ -20,14 +22,12 @@ Exit guard: a run never sends exits because the model came back empty, nor more 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
-import pyarrow as pa
 
 from dbt_dinmo._aio import run_bounded
 from dbt_dinmo.attributes import Rejection
@@ -159,19 +159,9 @@ class SegmentSync(ServiceSync):
 
     def flush(self) -> None:
         acks, self._acks = self._acks, []
-        if not acks or self.state is None:
-            return
-        now = dt.datetime.now(dt.timezone.utc)
-        seq = self.next_seq()
-        table = pa.table(
-            {
-                "__id": pa.array([i for i, _ in acks], type=pa.string()),
-                "__op": pa.array(["upsert" if entry else "delete" for _, entry in acks], type=pa.string()),
-                "__seq": pa.array([seq] * len(acks), type=pa.int64()),
-                "__at": pa.array([now] * len(acks), type=pa.timestamp("us", tz="UTC")),
-            }
-        )
-        self.store.journal_acks(self.state, table)
+        if acks and self.state is not None:
+            entries = [i for i, entry in acks if entry]
+            self.store.journal_members(self.state, entries, [i for i, entry in acks if not entry])
 
     def _close(self, dry_run: bool) -> None:
         try:

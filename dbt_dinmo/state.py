@@ -105,6 +105,8 @@ class ActivationState:
     # Set for activations that create the users they send (upsert, mirror): folding their
     # acknowledgements records those users as known to exist (and their deletions as gone).
     creates: KnownKey | None = None
+    # Segments: acknowledged entries and exits since the last fold, one JSON object per line.
+    member_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,8 @@ class StateStore:
             reset_reason = "the destination or identifier changed"
         if self.hash_changed and row is not None:
             reset_reason = "DuckDB's hash function changed since the state was written"
-        state = ActivationState(name, table, journal, tuple(attributes), reset_reason, creates)
+        member_log = self.dir / ACK_LOG_DIR / f"{table}.jsonl"
+        state = ActivationState(name, table, journal, tuple(attributes), reset_reason, creates, member_log)
         if self.read_only:
             return state
         if reset_reason is None:
@@ -289,6 +292,7 @@ class StateStore:
             if reset_reason is not None:
                 self.con.execute(f"DROP TABLE IF EXISTS {table}")
                 self.con.execute(f"DROP TABLE IF EXISTS {journal}")
+                self._drop_ack_log(member_log)
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} (__id VARCHAR, __synced_at TIMESTAMPTZ)")
             self.con.execute(
                 f"CREATE TABLE IF NOT EXISTS {journal} "
@@ -376,12 +380,14 @@ class StateStore:
         return self._writer_con
 
     def fold(self, state: ActivationState) -> int:
-        """Fold the journal into the state table in one transaction; return records folded."""
+        """Fold the journal (and a segment's member log) into the state table, one transaction
+        each; return records folded."""
+        members = self._fold_members(state)
         if not self.has_table(state.journal):
-            return 0
+            return members
         pending = int(self.con.execute(f"SELECT count(*) FROM {state.journal}").fetchall()[0][0])
         if not pending:
-            return 0
+            return members
         cols = sorted(self._columns(state.journal) - {"__id", "__op", "__seq", "__at"})
         st_cols = self._columns(state.table)
         cols = [c for c in cols if c in st_cols]
@@ -408,7 +414,52 @@ class StateStore:
                 self._record_known(state.creates)
             self.con.execute(f"DELETE FROM {jn}")
             self.con.execute("DROP TABLE __j")
-        return pending
+        return pending + members
+
+    def journal_members(self, state: ActivationState, entries: Sequence[str], exits: Sequence[str]) -> None:
+        """Record a segment's acknowledged entries and exits: one line appended to its member log
+        (microseconds, and safe from a kill at any moment, as :meth:`journal_events`)."""
+        assert state.member_log is not None
+        self._append_ack(state.member_log, orjson.dumps({"in": list(entries), "out": list(exits)}))
+
+    def _fold_members(self, state: ActivationState) -> int:
+        """Apply a segment's member log to its state (entries added, exits removed) in one
+        transaction, then remove the log. Idempotent, so a crash between the two is harmless."""
+        path = state.member_log
+        if path is None or not path.exists() or not self.has_table(state.table):
+            return 0
+        ids: list[str] = []
+        ops: list[bool] = []
+        for line in self._read_ack_lines(path):
+            if isinstance(line, dict):
+                for key, entry in (("in", True), ("out", False)):
+                    values = [str(i) for i in line.get(key) or []]
+                    ids.extend(values)
+                    ops.extend([entry] * len(values))
+        if ids:
+            acks = pa.table(
+                {"__id": pa.array(ids, type=pa.string()), "__in": pa.array(ops, type=pa.bool_())}
+            ).append_column("__seq", pa.array(range(len(ids)), type=pa.int64()))
+            now = dt.datetime.now(dt.timezone.utc)
+            t = state.table
+            self.con.register("__macks", acks)
+            try:
+                with self.transaction():
+                    self.con.execute(
+                        "CREATE OR REPLACE TEMP TABLE __m AS SELECT __id, arg_max(__in, __seq) AS __in "
+                        "FROM __macks GROUP BY __id"
+                    )
+                    self.con.execute(f"DELETE FROM {t} WHERE __id IN (SELECT __id FROM __m WHERE NOT __in)")
+                    self.con.execute(
+                        f"INSERT INTO {t} (__id, __synced_at) SELECT m.__id, ?::TIMESTAMPTZ FROM __m AS m "
+                        f"WHERE m.__in AND m.__id NOT IN (SELECT __id FROM {t})",
+                        [now],
+                    )
+                    self.con.execute("DROP TABLE __m")
+            finally:
+                self.con.unregister("__macks")
+        self._drop_ack_log(path)
+        return len(ids)
 
     def _record_known(self, key: KnownKey) -> None:
         """Inside :meth:`fold`: users upserted by a creating activation now exist in Braze; users it
@@ -497,35 +548,43 @@ class StateStore:
         acknowledged request. The data is also synced to disk at least every
         ``ACK_SYNC_SECONDS``, bounding what a power failure could lose (those events would be
         sent again, never lost)."""
-        fd = self._ack_logs.get(state.ack_log)
+        self._append_ack(state.ack_log, orjson.dumps(list(identities)))
+
+    def _append_ack(self, path: Path, record: bytes) -> None:
+        """Append one line to an acknowledgement log with a single ``write()``."""
+        fd = self._ack_logs.get(path)
         if fd is None:
-            state.ack_log.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(state.ack_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._ack_logs[state.ack_log] = fd
-        line = orjson.dumps(list(identities)) + b"\n"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._ack_logs[path] = fd
+        line = record + b"\n"
         written = os.write(fd, line)
         if written != len(line):  # never on a regular file short of a full disk
-            raise DinmoError(f"could not append to {state.ack_log}: disk full?")
+            raise DinmoError(f"could not append to {path}: disk full?")
         now = time.monotonic()
         if now - self._ack_synced >= ACK_SYNC_SECONDS:
             _datasync(fd)
             self._ack_synced = now
 
-    def _read_ack_log(self, path: Path) -> list[str]:
-        """Identities in an acknowledgement log; a torn last line (a crash mid-write) is ignored."""
+    def _read_ack_lines(self, path: Path) -> list[Any]:
+        """The records of an acknowledgement log; a torn last line (a crash mid-write) is ignored."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return []
-        identities: list[str] = []
+        records: list[Any] = []
         for line in data.split(b"\n"):
             if not line:
                 continue
             try:
-                identities.extend(str(i) for i in orjson.loads(line))
+                records.append(orjson.loads(line))
             except orjson.JSONDecodeError:
                 continue  # only the line being written when the process died can be torn
-        return identities
+        return records
+
+    def _read_ack_log(self, path: Path) -> list[str]:
+        """Identities in an event acknowledgement log."""
+        return [str(i) for line in self._read_ack_lines(path) if isinstance(line, list) for i in line]
 
     def _drop_ack_log(self, path: Path) -> None:
         fd = self._ack_logs.pop(path, None)

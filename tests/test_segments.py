@@ -278,3 +278,17 @@ def test_run_bounded_stops_starting_work_after_the_first_error() -> None:
     with pytest.raises(ValueError, match="boom"):
         asyncio.run(run_bounded(range(100), work, 2))
     assert started == [0, 1, 2, 3]  # 3 was already in flight when 2 failed; nothing after
+
+
+def test_member_log_folds_entries_and_exits_and_survives_a_torn_line(tmp_path: Path) -> None:
+    with StateStore(tmp_path) as store:
+        state = _segment_state(store, ["a", "b"])
+        store.journal_members(state, ["c", "d"], ["a"])
+        store.journal_members(state, [], ["b"])
+        assert state.member_log is not None
+        with state.member_log.open("ab") as f:
+            f.write(b'{"in": ["torn')  # the process died mid-write: that batch is simply re-sent
+        assert store.fold(state) == 4
+        members = sorted(r[0] for r in store.con.execute(f"SELECT __id FROM {state.table}").fetchall())
+        assert members == ["c", "d"] and not state.member_log.exists()
+        assert store.fold(state) == 0
