@@ -23,39 +23,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "benchmarks"
-PROJECT = BENCH_DIR / ".work" / "events"
-RESULTS = BENCH_DIR / "results_events.json"
-BIN = Path(sys.executable).parent
-API_KEY = "bench-local-key"  # for the local emulator and sink only
+import _harness as h
+
+PROJECT = h.WORK / "events"
+NAME = "dinmo_bench_events"
+RESULTS = h.BENCH_DIR / "results_events.json"
+SCRIPT = Path(__file__).resolve()
 MODEL = "bench_events"
 CURSOR_ACTIVATION = "bench_events"
 FULL_ACTIVATION = "bench_events_full"
 PROPERTIES = {"amount": "amount", "channel": "channel", "first_order": "first_order"}
-POLL_SECONDS = 0.05
-MB = 1024 * 1024
+LABEL = "Braze emulator or instant sink (benchmark)"
 
-MODEL_SQL = """\
--- {rows} deterministic events from range(): 200,000 users, one event every 13 seconds.
-{{{{ config(materialized='table') }}}}
-
+MODEL_SELECT = """\
 select
     'e' || lpad(cast(i as varchar), 9, '0') as event_id,
     'u' || lpad(cast(i % 200000 as varchar), 7, '0') as user_id,
@@ -66,188 +53,22 @@ select
 from range({rows}) as t(i)
 """
 
-DBT_PROJECT_YML = """\
-name: dinmo_bench_events
-version: "1.0.0"
-config-version: 2
-profile: dinmo_bench_events
-model-paths: ["models"]
-target-path: target
-flags:
-  send_anonymous_usage_stats: false
-"""
-
-PROFILES_YML = """\
-dinmo_bench_events:
-  target: dev
-  outputs:
-    dev:
-      type: duckdb
-      path: bench.duckdb
-      threads: 1
-"""
-
-DINMO_YML = """\
-destinations:
-  braze:
-    type: braze
-    label: Braze emulator or instant sink (benchmark)
-    rest_url: "{{{{ env_var('BENCH_BRAZE_URL') }}}}"
-    dashboard_url: https://dashboard-01.braze.eu
-    api_key: "{{{{ env_var('BRAZE_API_KEY') }}}}"
-    rate_limits: off
-    max_in_flight: 8
-    batch_rule: 75_per_array
-state:
-  path: {state}
-"""
-
 
 def exposures_yml() -> str:
     """The two custom-event activations of the model."""
     props = ", ".join(f"{c}: {p}" for c, p in PROPERTIES.items())
-    common = f"""\
-    type: application
-    owner: {{name: Benchmarks, email: bench@example.com}}
-    depends_on: [ref('{MODEL}')]
-    config:
-      meta:
-        dinmo:
-          destination: braze
-          service: custom_events
-          event_name: order_placed
-          identifier: {{column: user_id, type: external_id}}
-          event_time: occurred_at
-          event_id: event_id
-          properties: {{{props}}}
-"""
-    return (
-        "version: 2\nexposures:\n"
-        f"  - name: {CURSOR_ACTIVATION}\n{common}          cursor: occurred_at\n          lookback: '1 day'\n"
-        f"  - name: {FULL_ACTIVATION}\n{common}          backfill: false\n"
+    common = (
+        "service: custom_events\nevent_name: order_placed\n"
+        "identifier: {column: user_id, type: external_id}\n"
+        f"event_time: occurred_at\nevent_id: event_id\nproperties: {{{props}}}\n"
+    )
+    return h.exposures_file(
+        h.exposure_yml(CURSOR_ACTIVATION, MODEL, common + "cursor: occurred_at\nlookback: '1 day'"),
+        h.exposure_yml(FULL_ACTIVATION, MODEL, common + "backfill: false"),
     )
 
 
-# -- measuring a subprocess ---------------------------------------------------------------------
-
-
-@dataclass
-class Measured:
-    """Wall time, CPU time, memory and output of one finished subprocess."""
-
-    wall_s: float
-    cpu_s: float
-    peak_rss_mb: float  # largest RSS of the process tree, sampled every 50 ms
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def measure(cmd: Sequence[str], *, cwd: Path, env: dict[str, str]) -> Measured:
-    """Run ``cmd``; sample its process tree's RSS every 50 ms until it exits."""
-    import psutil
-
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=out, stderr=err)
-        ps = psutil.Process(proc.pid)
-        stop = threading.Event()
-        peak = [0]
-
-        def sample() -> None:
-            while not stop.is_set():
-                total = 0
-                with contextlib.suppress(psutil.Error):
-                    total = ps.memory_info().rss + sum(
-                        c.memory_info().rss for c in ps.children(recursive=True)
-                    )
-                peak[0] = max(peak[0], total)
-                stop.wait(POLL_SECONDS)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        stop.set()
-        sampler.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Measured(
-            wall_s=wall,
-            cpu_s=usage.ru_utime + usage.ru_stime,
-            peak_rss_mb=peak[0] / MB,
-            returncode=proc.returncode,
-            stdout=out.read().decode(errors="replace"),
-            stderr=err.read().decode(errors="replace"),
-        )
-
-
-def check(run: Measured, what: str) -> Measured:
-    """Stop with the process output when ``run`` failed."""
-    if run.returncode != 0:
-        sys.stderr.write(run.stdout[-4000:] + run.stderr[-4000:])
-        raise SystemExit(f"{what} failed with exit code {run.returncode}")
-    return run
-
-
-def tool_env(url: str = "") -> dict[str, str]:
-    """Environment for dbt and dbt-dinmo: the target URL and key, no telemetry."""
-    env = dict(os.environ)
-    env.update(
-        BRAZE_API_KEY=API_KEY,
-        BENCH_BRAZE_URL=url,
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        DO_NOT_TRACK="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-# -- servers --------------------------------------------------------------------------------------
-
-
-class Server:
-    """A subcommand of this script serving HTTP in its own process; prints its URL first."""
-
-    def __init__(self, command: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, command],
-            cwd=BENCH_DIR,
-            env=tool_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("http://"):
-            self.close()
-            raise SystemExit(f"{command} did not start (it printed {line!r})")
-        self.url = line
-
-    def close(self) -> None:
-        """Stop it (SIGTERM), then kill it if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def serve_emulator() -> None:
-    """Subprocess body: the emulator with rate limits and the request log off."""
-    from dbt_dinmo.emulator import EmulatorSettings, serve_forever
-
-    settings = EmulatorSettings(api_keys={API_KEY: None}, rate_limits=None, request_log_size=0)
-    serve_forever(settings, host="127.0.0.1", port=0, on_started=lambda url: print(url, flush=True))
+# -- the instant sink -----------------------------------------------------------------------------
 
 
 def serve_sink() -> None:
@@ -266,7 +87,7 @@ def serve_sink() -> None:
         return web.json_response(received)
 
     async def main() -> None:
-        app = web.Application(client_max_size=8 * MB)
+        app = web.Application(client_max_size=8 * h.MB)
         app.router.add_post("/users/track", track)
         app.router.add_get("/_sink/stats", stats)
         runner = web.AppRunner(app, access_log=None)
@@ -282,24 +103,19 @@ def serve_sink() -> None:
     asyncio.run(main())
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=120) as resp:
-        return json.loads(resp.read())
-
-
 def emulator_counts(url: str) -> dict[str, int]:
-    counters = get_json(f"{url}/_emulator/workspace?users=0")["counters"]
-    per_status = counters["requests"].get("/users/track", {})
+    counters = h.emulator_counters(url)
+    requests, non_2xx = h.requests_to(counters, "/users/track")
     return {
-        "requests": sum(int(n) for n in per_status.values()),
-        "non_2xx": sum(int(n) for s, n in per_status.items() if not str(s).startswith("2")),
+        "requests": requests,
+        "non_2xx": non_2xx,
         "events": int(counters["events"]),
         "data_points": int(counters["data_points"]["total"]),
     }
 
 
 def sink_requests(url: str) -> int:
-    return int(get_json(f"{url}/_sink/stats")["requests"])
+    return int(h.get_json(f"{url}/_sink/stats")["requests"])
 
 
 # -- the scenarios -----------------------------------------------------------------------------------
@@ -328,24 +144,18 @@ class SyncResult:
 def run_sync(scenario: str, sink: str, url: str, activation: str, dinmo_file: Path) -> SyncResult:
     """``dbt-dinmo run -s <activation> --output json`` as a subprocess."""
     before = emulator_counts(url) if sink == "emulator" else {"requests": sink_requests(url)}
-    cmd = [
-        str(BIN / "dbt-dinmo"), "run", "-s", activation, "--profiles-dir", ".",
-        "--dinmo-file", str(dinmo_file), "--output", "json",
-    ]  # fmt: skip
-    run = check(measure(cmd, cwd=PROJECT, env=tool_env(url)), f"dbt-dinmo run ({scenario})")
+    run = h.run_dinmo(PROJECT, url, scenario, "-s", activation, "--dinmo-file", str(dinmo_file))
     after = emulator_counts(url) if sink == "emulator" else {"requests": sink_requests(url)}
     if sink == "emulator" and after["non_2xx"] != before["non_2xx"]:
         raise SystemExit(f"{scenario}: the emulator answered non-2xx")
-    doc = json.loads(run.stdout[run.stdout.index("{") :])
-    result = next(r for r in doc["results"] if r["activation"] == activation)
-    artifact = json.loads((PROJECT / "target" / "dinmo" / "run_results.json").read_text())
-    activation_s = sum(float(r["execution_time"]) for r in artifact["results"])
+    result = run.results[activation]
+    activation_s = run.execution_s()
     sent = int(result["inserted"])
     return SyncResult(
         scenario=scenario,
         sink=sink,
-        wall_s=run.wall_s,
-        cpu_s=run.cpu_s,
+        wall_s=run.measured.wall_s,
+        cpu_s=run.measured.cpu_s,
         activation_s=activation_s,
         events_sent=sent,
         events_per_s=sent / activation_s if activation_s else 0.0,
@@ -354,7 +164,7 @@ def run_sync(scenario: str, sink: str, url: str, activation: str, dinmo_file: Pa
         requests=after["requests"] - before["requests"],
         events_received=after["events"] - before["events"] if sink == "emulator" else -1,
         data_points=after["data_points"] - before["data_points"] if sink == "emulator" else -1,
-        peak_rss_mb=run.peak_rss_mb,
+        peak_rss_mb=run.measured.peak_rss_mb,
         status=str(result["status"]),
     )
 
@@ -370,27 +180,10 @@ class ReadResult:
     peak_rss_mb: float
 
 
-def bare_read(relation: str, columns: list[str]) -> dict[str, Any]:
-    """Subprocess body: stream the model through ``open_warehouse`` and count the rows."""
-    from dbt_dinmo.warehouse import open_warehouse
-
-    rows = 0
-    with open_warehouse(Path.cwd(), profiles_dir=Path.cwd()) as wh:
-        started = time.perf_counter()
-        for batch in wh.stream_relation(relation, columns):
-            rows += batch.num_rows
-        streamed = time.perf_counter()
-    return {"rows": rows, "stream_s": streamed - started}
-
-
-def run_bare_read() -> ReadResult:
-    manifest = json.loads((PROJECT / "target" / "manifest.json").read_text())
-    relation = manifest["nodes"][f"model.dinmo_bench_events.{MODEL}"]["relation_name"]
-    columns = ",".join(["event_id", "user_id", "occurred_at", *PROPERTIES])
-    cmd = [sys.executable, __file__, "_bare-read", "--relation", relation, "--columns", columns]
-    run = check(measure(cmd, cwd=PROJECT, env=tool_env()), "bare read")
-    doc = json.loads(run.stdout)
-    return ReadResult(run.wall_s, run.cpu_s, float(doc["stream_s"]), int(doc["rows"]), run.peak_rss_mb)
+def run_bare_read(rows: int) -> ReadResult:
+    columns = ["event_id", "user_id", "occurred_at", *PROPERTIES]
+    r = h.run_bare_read(PROJECT, h.relation_name(PROJECT, NAME, MODEL), columns, rows)
+    return ReadResult(r.wall_s, r.cpu_s, r.stream_s, r.rows, r.peak_rss_mb)
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -414,86 +207,71 @@ def sanity_checks(syncs: list[SyncResult], rows: int) -> list[str]:
     first, rerun = by["first send"], by["no new events (cursor)"]
     mark, full = by["backfill false (mark all)"], by["no new events (no cursor)"]
     sink = by["first send (instant sink)"]
-    expected = [
-        ("first send: events sent", first.events_sent, rows),
-        ("first send: events the emulator recorded", first.events_received, rows),
-        ("first send: requests", first.requests, -(-rows // 75)),
-        ("first send: data points", first.data_points, rows * (1 + len(PROPERTIES))),
-        ("no new events (cursor): requests", rerun.requests, 0),
-        ("backfill false: requests", mark.requests, 0),
-        ("backfill false: recorded as sent", mark.unchanged, rows),
-        ("no new events (no cursor): rows read", full.source_rows, rows),
-        ("no new events (no cursor): requests", full.requests, 0),
-        ("instant sink: events sent", sink.events_sent, rows),
-    ]
-    return [f"{what}: {got:,}, expected {want:,}" for what, got, want in expected if got != want]
+    return h.mismatches(
+        [
+            ("first send: events sent", first.events_sent, rows),
+            ("first send: events the emulator recorded", first.events_received, rows),
+            ("first send: requests", first.requests, -(-rows // 75)),
+            ("first send: data points", first.data_points, rows * (1 + len(PROPERTIES))),
+            ("no new events (cursor): requests", rerun.requests, 0),
+            ("backfill false: requests", mark.requests, 0),
+            ("backfill false: recorded as sent", mark.unchanged, rows),
+            ("no new events (no cursor): rows read", full.source_rows, rows),
+            ("no new events (no cursor): requests", full.requests, 0),
+            ("instant sink: events sent", sink.events_sent, rows),
+        ]
+    )
 
 
-def machine() -> dict[str, Any]:
-    import duckdb
-    import psutil
-
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "duckdb": duckdb.__version__,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
+COLUMNS = [
+    h.Col("scenario", 30), h.Col("wall s", 8, ".2f"), h.Col("cpu s", 8, ".2f"), h.Col("act. s", 8, ".2f"),
+    h.Col("sent", 10, ","), h.Col("events/s", 10, ",.0f"), h.Col("read", 10, ","), h.Col("requests", 10, ","),
+    h.Col("peak RSS MB", 13, ".0f"),
+]  # fmt: skip
 
 
 def print_report(report: Report) -> None:
     print()
     print(f"{report.rows:,} events; dbt build {report.dbt_build_s:.1f} s; machine {report.machine}")
-    head = (
-        f"{'scenario':<30}{'wall s':>8}{'cpu s':>8}{'act. s':>8}{'sent':>10}{'events/s':>10}"
-        f"{'read':>10}{'requests':>10}{'peak RSS MB':>13}"
-    )
-    print(head)
-    print("-" * len(head))
-    for s in report.syncs:
-        print(
-            f"{s.scenario:<30}{s.wall_s:>8.2f}{s.cpu_s:>8.2f}{s.activation_s:>8.2f}{s.events_sent:>10,}"
-            f"{s.events_per_s:>10,.0f}{s.source_rows:>10,}{s.requests:>10,}{s.peak_rss_mb:>13.0f}"
-        )
+    rows: list[list[Any]] = [
+        [s.scenario, s.wall_s, s.cpu_s, s.activation_s, s.events_sent, s.events_per_s, s.source_rows,
+         s.requests, s.peak_rss_mb]
+        for s in report.syncs
+    ]  # fmt: skip
     r = report.bare_read
-    print(f"{'bare Arrow read':<30}{r.wall_s:>8.2f}{r.cpu_s:>8.2f}{r.stream_s:>8.2f}{'':>20}{r.rows:>10,}")
+    rows.append(["bare Arrow read", r.wall_s, r.cpu_s, r.stream_s, "", "", r.rows, "", ""])
+    h.print_table(COLUMNS, rows)
     print(
         "(wall s: the whole process, dbt's imports and adapter included; act. s: the activation's own "
         "execution_time; events/s = sent / act. s)"
     )
-    for problem in report.problems:
-        print(f"SANITY CHECK FAILED: {problem}")
-    if not report.problems:
-        print("sanity checks: every count matches what the scenario should do")
+    h.print_problems(report.problems, "sanity checks: every count matches what the scenario should do")
 
 
 def write_project(rows: int) -> tuple[Path, Path]:
-    if PROJECT.exists():
-        shutil.rmtree(PROJECT)
-    (PROJECT / "models").mkdir(parents=True)
-    (PROJECT / "dbt_project.yml").write_text(DBT_PROJECT_YML)
-    (PROJECT / "profiles.yml").write_text(PROFILES_YML)
     emulator_file = PROJECT / "dinmo.yml"
     sink_file = PROJECT / "dinmo_sink.yml"
-    emulator_file.write_text(DINMO_YML.format(state=".dinmo"))
-    sink_file.write_text(DINMO_YML.format(state=".dinmo_sink"))
-    (PROJECT / "models" / f"{MODEL}.sql").write_text(MODEL_SQL.format(rows=rows))
-    (PROJECT / "models" / "exposures.yml").write_text(exposures_yml())
+    comment = f"{rows} deterministic events from range(): 200,000 users, one event every 13 seconds."
+    h.write_project(
+        PROJECT,
+        NAME,
+        {
+            f"models/{MODEL}.sql": h.model_sql(comment, MODEL_SELECT.format(rows=rows)),
+            "models/exposures.yml": exposures_yml(),
+            emulator_file.name: h.dinmo_yml(LABEL, state=".dinmo"),
+            sink_file.name: h.dinmo_yml(LABEL, state=".dinmo_sink"),
+        },
+    )
     return emulator_file, sink_file
 
 
 def benchmark(rows: int) -> Report:
-    start = machine()
+    start = h.machine()
     emulator_file, sink_file = write_project(rows)
-    print(f"== dbt build ({rows:,} events) in {PROJECT.relative_to(ROOT)}", flush=True)
-    build = check(
-        measure([str(BIN / "dbt"), "build", "--profiles-dir", ".", "--quiet"], cwd=PROJECT, env=tool_env()),
-        "dbt build",
-    )
+    print(f"== dbt build ({rows:,} events) in {PROJECT.relative_to(h.ROOT)}", flush=True)
+    build = h.dbt_build(PROJECT)
     syncs: list[SyncResult] = []
-    with Server("_emulator") as emu:
+    with h.emulator() as emu:
         print(f"== emulator on {emu.url}: first send", flush=True)
         syncs.append(run_sync("first send", "emulator", emu.url, CURSOR_ACTIVATION, emulator_file))
         print("== no new events, cursor window", flush=True)
@@ -508,13 +286,13 @@ def benchmark(rows: int) -> Report:
         syncs.append(
             run_sync("no new events (no cursor)", "emulator", emu.url, FULL_ACTIVATION, emulator_file)
         )
-    with Server("_sink") as sink:
+    with h.Server(SCRIPT, "_sink") as sink:
         print(f"== instant sink on {sink.url}: first send", flush=True)
         syncs.append(run_sync("first send (instant sink)", "sink", sink.url, CURSOR_ACTIVATION, sink_file))
     print("== bare Arrow read", flush=True)
-    read = run_bare_read()
+    read = run_bare_read(rows)
     report = Report(
-        machine={**start, "load_average_at_end": machine()["load_average"]},
+        machine={**start, "load_average_at_end": h.machine()["load_average"]},
         rows=rows,
         dbt_build_s=build.wall_s,
         syncs=syncs,
@@ -529,26 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     parser.add_argument("--rows", type=int, default=1_000_000, help="events in the model (default 1,000,000)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
-    read = sub.add_parser("_bare-read", help="(internal) the bare Arrow read")
-    read.add_argument("--relation", required=True)
-    read.add_argument("--columns", required=True)
-    sub.add_parser("_emulator", help="(internal) serve the emulator, print its URL")
     sub.add_parser("_sink", help="(internal) serve the instant sink, print its URL")
     args = parser.parse_args(argv)
-    if args.command == "_emulator":
-        serve_emulator()
-        return 0
     if args.command == "_sink":
         serve_sink()
-        return 0
-    if args.command == "_bare-read":
-        print(json.dumps(bare_read(args.relation, args.columns.split(","))))
         return 0
     started = time.perf_counter()
     report = benchmark(args.rows)
     print_report(report)
-    args.output.write_text(json.dumps(asdict(report), indent=2) + "\n")
-    print(f"\nwrote {args.output} ({time.perf_counter() - started:.0f} s in all)")
+    h.write_report(args.output, report, started)
     return 1 if report.problems else 0
 
 

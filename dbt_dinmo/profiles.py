@@ -24,11 +24,12 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from dbt_dinmo._aio import run_bounded
+from dbt_dinmo._duck import arrow_table
 from dbt_dinmo.activation import Activation, Identifier
 from dbt_dinmo.braze import MAX_IDS_PER_REQUEST, RateLimits
 from dbt_dinmo.state import PLAN_CHECKS, KnownKey
@@ -122,8 +123,9 @@ class ProfileGate:
             "AND (source = 'export' OR known_at < $started)"
         )
 
-    def _sql(self, sql: str, **extra: object) -> duckdb.DuckDBPyConnection:
-        """Execute with the named parameters ``sql`` uses ($dest, $ns, $started and ``extra``)."""
+    def _sql(self, sql: str, relation: bool = False, **extra: object) -> Any:
+        """Execute with the named parameters ``sql`` uses ($dest, $ns, $started and ``extra``);
+        with ``relation``, return a relation instead (read as Arrow without a copy)."""
         assert self.key is not None
         params = {
             "dest": self.key.destination,
@@ -131,7 +133,8 @@ class ProfileGate:
             "started": self.run_started,
             **extra,
         }
-        return self.con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+        used = {k: v for k, v in params.items() if f"${k}" in sql}
+        return self.con.sql(sql, params=used) if relation else self.con.execute(sql, used)
 
     def split(self, candidates_sql: str, *, plan: bool = False) -> GateCounts:
         """Materialize the unknown candidates (``__unknown``) of ``SELECT __id ...``; count them.
@@ -176,12 +179,15 @@ class ProfileGate:
         if self.key is None:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {WAITING} AS {NO_IDS}")
             return 0
-        rows = self._sql(
-            f"SELECT u.__id FROM {UNKNOWN} AS u WHERE u.__id NOT IN ({self._checked_this_run()}) "
-            "ORDER BY u.__id"
-        ).fetchall()
-        ids = [r[0] for r in rows]
-        chunks = [ids[i : i + EXPORT_BATCH] for i in range(0, len(ids), EXPORT_BATCH)]
+        # As Arrow (compact), sliced into Python lists one request at a time.
+        ids = arrow_table(
+            self._sql(
+                f"SELECT u.__id FROM {UNKNOWN} AS u WHERE u.__id NOT IN ({self._checked_this_run()}) "
+                "ORDER BY u.__id",
+                relation=True,
+            )
+        ).column(0)
+        chunks = (ids.slice(i, EXPORT_BATCH).to_pylist() for i in range(0, len(ids), EXPORT_BATCH))
 
         found_buffer: list[str] = []
         missing_buffer: list[str] = []
@@ -204,11 +210,11 @@ class ProfileGate:
             if progress is not None:
                 progress(self.checked)
 
-        if chunks:
+        if len(ids):
             log.debug(
                 "checking %d users with /users/export/ids (%d calls) before sending to them",
                 len(ids),
-                len(chunks),
+                -(-len(ids) // EXPORT_BATCH),
             )
         try:
             await run_bounded(chunks, one, max_in_flight)
