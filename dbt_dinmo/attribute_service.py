@@ -20,7 +20,6 @@ from dbt_dinmo.attributes import (
 from dbt_dinmo.braze import PreparedObject
 from dbt_dinmo.diff import CHANGES, Diff
 from dbt_dinmo.profiles import known_key
-from dbt_dinmo.results import ERROR
 from dbt_dinmo.service import DELETE_BATCH, ServiceSync, estimate_requests
 from dbt_dinmo.state import ActivationState
 
@@ -118,10 +117,7 @@ class AttributeSync(ServiceSync):
             )
         else:
             return False
-        self.res.deletes_blocked = deletes
-        self.res.status = ERROR
-        self.res.message = f"{why}. Check the model, then run with --allow-deletes to pass the guard once."
-        return True
+        return self.block_removals(deletes, why)
 
     def on_batch(
         self,

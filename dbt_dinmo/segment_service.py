@@ -32,7 +32,6 @@ import orjson
 from dbt_dinmo._aio import run_bounded
 from dbt_dinmo.attributes import Rejection
 from dbt_dinmo.braze import MAX_IDS_PER_REQUEST, PreparedObject
-from dbt_dinmo.results import ERROR
 from dbt_dinmo.segment_diff import ENTRIES, EXITS, SegmentCounts, SegmentDiff, segment_sql
 from dbt_dinmo.service import ServiceSync, estimate_requests
 from dbt_dinmo.state import ActivationState
@@ -59,7 +58,6 @@ class SegmentSync(ServiceSync):
         self.spec = self.a.segment
         self.state: ActivationState | None = None
         self.diff: SegmentDiff | None = None
-        self.counts: SegmentCounts | None = None
         self._previous_rejections: set[str] = set()
         self._acks: list[tuple[str, bool]] = []
 
@@ -79,7 +77,6 @@ class SegmentSync(ServiceSync):
         log.debug("%s: reading %s", a.name, sql)
         diff.load(self.wh.stream(sql))
         counts = diff.compute()
-        self.counts = counts
         res.source_rows = counts.source_rows
         res.unchanged = counts.members - counts.entries
         if counts.null_rows:
@@ -119,11 +116,7 @@ class SegmentSync(ServiceSync):
             )
         else:
             return False
-        res = self.res
-        res.deletes_blocked = exits
-        res.status = ERROR
-        res.message = f"{why}. Check the model, then run with --allow-deletes to pass the guard once."
-        return True
+        return self.block_removals(exits, why)
 
     def _estimate_requests(self, entries: int, exits: int) -> int:
         raise NotImplementedError

@@ -32,7 +32,7 @@ from dbt_dinmo.errors import DinmoError
 from dbt_dinmo.profiles import WAITING, WAITING_REASON, ProfileGate, export_seconds, known_key
 from dbt_dinmo.project import ResolvedColumns
 from dbt_dinmo.reporting import Reporter
-from dbt_dinmo.results import PARTIAL, SUCCESS, ActivationResult
+from dbt_dinmo.results import ERROR, PARTIAL, SUCCESS, ActivationResult
 from dbt_dinmo.state import StateStore
 
 if TYPE_CHECKING:
@@ -136,6 +136,15 @@ class ServiceSync:
 
     async def after_send(self) -> None:
         """Work that follows the sends (nothing by default)."""
+
+    def block_removals(self, count: int, why: str) -> bool:
+        """A guard (mirror deletions, segment exits) blocks ``count`` removals this run: the
+        activation fails with ``why`` and the way past the guard; returns True."""
+        res = self.res
+        res.deletes_blocked = count
+        res.status = ERROR
+        res.message = f"{why}. Check the model, then run with --allow-deletes to pass the guard once."
+        return True
 
     # -- users who must already exist in Braze -----------------------------------------------
     def open_gate(self, candidates_sql: str, dry_run: bool) -> None:
